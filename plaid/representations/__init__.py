@@ -1,0 +1,48 @@
+"""Crystal <-> text representations.
+
+``get(name)`` returns a ``Representation`` with ``encode(Structure) -> str`` and ``decode(str) -> Structure``;
+``decode`` raises ``DecodeError`` (a ``ValueError``) for any text that does not describe a crystal.
+
+- ``wyckoff``: PLaID's Wyckoff text (formula, space group, lattice, one line per Wyckoff orbit).
+- ``coords``: Gruver et al.'s plain lattice + one element and one coordinate line per site.
+- ``cif``: CrystaLLM-style standardized, symmetrized CIF.
+"""
+
+from __future__ import annotations
+
+from .base import MASK, DecodeError, EncodeError, Representation
+from .cif import CifRepresentation
+from .coords import CoordsRepresentation
+from .wyckoff import WyckoffRepresentation
+
+REGISTRY: dict[str, type[Representation]] = {
+    "wyckoff": WyckoffRepresentation,
+    "coords": CoordsRepresentation,
+    "cif": CifRepresentation,
+}
+
+
+def available() -> list[str]:
+    return list(REGISTRY)
+
+
+def get(name: str, **options) -> Representation:
+    """The representation registered as ``name``; ``options`` go to its constructor (precision, symprec...)."""
+    try:
+        cls = REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown representation {name!r}; choose from {', '.join(REGISTRY)}") from None
+    return cls(**options)
+
+
+__all__ = [
+    "MASK",
+    "DecodeError",
+    "EncodeError",
+    "Representation",
+    "WyckoffRepresentation",
+    "CoordsRepresentation",
+    "CifRepresentation",
+    "available",
+    "get",
+]

@@ -1,0 +1,138 @@
+"""Space-group and Wyckoff tables in the ITA standard settings used by pyxtal (origin choice 2, hexagonal axes),
+converted once to numpy arrays so encoding and decoding never build pyxtal objects per structure."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+_SHIFTS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)  # (27, 3)
+
+
+@dataclass(frozen=True)
+class WyckoffPosition:
+    letter: str
+    multiplicity: int
+    ops: np.ndarray = field(repr=False)  # (multiplicity, 3, 4) affine maps from free (x, y, z) to coordinates
+    dof: int = 0  # number of free coordinates
+
+    @property
+    def label(self) -> str:
+        return f"{self.multiplicity}{self.letter}"
+
+    def project(self, point: np.ndarray, metric: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """Free parameters ``q`` whose first-op image is closest to ``point`` (mod lattice translations), and the
+        distance (Angstrom if ``metric`` = lattice matrix is given, else fractional)."""
+        op = self.ops[0]
+        w, t = op[:, :3], op[:, 3]
+        shifted = point[None, :] + _SHIFTS  # (27, 3)
+        q = (shifted - t) @ np.linalg.pinv(w).T
+        images = q @ w.T + t
+        diff = images - shifted
+        dist = np.linalg.norm(diff @ metric if metric is not None else diff, axis=1)
+        best = int(np.argmin(dist))
+        return q[best], float(dist[best])
+
+    def orbit(self, q: np.ndarray) -> np.ndarray:
+        """All ``multiplicity`` positions generated from free parameters ``q``, wrapped to [0, 1)."""
+        pts = np.einsum("kij,j->ki", self.ops[:, :, :3], q) + self.ops[:, :, 3]
+        return np.mod(np.round(np.mod(pts, 1.0), 8), 1.0)
+
+    def representative(self, q: np.ndarray) -> np.ndarray:
+        return self.orbit(q)[0]
+
+
+@dataclass(frozen=True)
+class SpaceGroupInfo:
+    number: int
+    symbol: str
+    hall_number: int  # spglib Hall number of the setting these tables use
+    lattice_type: str  # triclinic, monoclinic, orthorhombic, tetragonal, trigonal, hexagonal, cubic
+    wyckoff: dict[str, WyckoffPosition] = field(repr=False)
+
+    @property
+    def letters(self) -> list[str]:
+        return sorted(self.wyckoff)
+
+
+@lru_cache(maxsize=None)
+def space_group(number: int) -> SpaceGroupInfo:
+    """Tables for space group ``number`` (1-230), cached."""
+    from pyxtal.symmetry import Group
+
+    if not 1 <= int(number) <= 230:
+        raise ValueError(f"space group number {number} is not in 1-230")
+    group = Group(int(number))
+    positions = {}
+    for wp in group.Wyckoff_positions:
+        ops = np.array([op.affine_matrix[:3, :] for op in wp.ops], dtype=float)
+        positions[wp.letter] = WyckoffPosition(
+            letter=wp.letter, multiplicity=int(wp.multiplicity), ops=ops, dof=int(wp.get_dof())
+        )
+    return SpaceGroupInfo(
+        number=int(number),
+        symbol=str(group.symbol),
+        hall_number=int(group.hall_number),
+        lattice_type=str(group.lattice_type),
+        wyckoff=positions,
+    )
+
+
+@lru_cache(maxsize=None)
+def symbol_to_number() -> dict[str, int]:
+    """Hermann-Mauguin symbols (pyxtal short symbols, spaces removed, and spglib's for every setting) -> number."""
+    import spglib
+
+    table: dict[str, int] = {}
+    for hall in range(1, 531):
+        sg = spglib.get_spacegroup_type(hall)
+        for sym in (sg.international_short, sg.international, sg.international_full):
+            table.setdefault(sym.replace(" ", "").replace("_", ""), sg.number)
+    return table
+
+
+def parse_space_group(value: str | int) -> int:
+    """Space group number from a number or a Hermann-Mauguin symbol (``'Pm-3m'``, ``'P 4_2/m n m'``)."""
+    text = str(value).strip()
+    if text.isdigit():
+        number = int(text)
+        if not 1 <= number <= 230:
+            raise ValueError(f"space group number {number} is not in 1-230")
+        return number
+    key = text.replace(" ", "").replace("_", "")
+    try:
+        return symbol_to_number()[key]
+    except KeyError:
+        raise ValueError(f"unknown space group {value!r}") from None
+
+
+@lru_cache(maxsize=None)
+def default_hall_number(number: int) -> int:
+    """spglib's default Hall number for a space group (the setting its standardization and pymatgen use)."""
+    import spglib
+
+    for hall in range(1, 531):
+        if spglib.get_spacegroup_type(hall).number == number:
+            return hall
+    raise ValueError(f"space group number {number} is not in 1-230")
+
+
+def constrain_lattice(lattice_type: str, a, b, c, alpha, beta, gamma) -> tuple[float, ...]:
+    """Snap lattice parameters onto the crystal system's constraints (conventional cell, standard setting)."""
+    if lattice_type == "cubic":
+        m = (a + b + c) / 3
+        return m, m, m, 90.0, 90.0, 90.0
+    if lattice_type == "tetragonal":
+        m = (a + b) / 2
+        return m, m, c, 90.0, 90.0, 90.0
+    if lattice_type in ("hexagonal", "trigonal"):
+        m = (a + b) / 2
+        return m, m, c, 90.0, 90.0, 120.0
+    if lattice_type == "orthorhombic":
+        return a, b, c, 90.0, 90.0, 90.0
+    if lattice_type == "monoclinic":
+        return a, b, c, 90.0, beta, 90.0
+    return a, b, c, alpha, beta, gamma

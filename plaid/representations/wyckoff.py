@@ -1,0 +1,233 @@
+"""PLaID's Wyckoff text: formula, space group, lattice, then one line per Wyckoff orbit.
+
+    Ba1 Ti1 O3
+    221
+    3.95 3.95 3.95
+    90.00 90.00 90.00
+    Ba 0.500 0.500 0.500 1b
+    Ti 0.000 0.000 0.000 1a
+    O 0.000 0.500 0.500 3c
+
+Line 1 is the composition of the conventional cell the text describes; line 2 the space group number (ITA
+standard setting, as in pyxtal); lines 3-4 the conventional lattice (Angstrom, degrees); then, per orbit, the
+element, the representative site's fractional coordinates and the Wyckoff label (multiplicity + letter).
+
+The encoder reads symmetry with spglib directly (falling back through looser-to-tighter ``symprecs``) and picks
+as representative the orbit member lying on the position's first operation. The decoder snaps the lattice to the
+crystal system, projects each representative onto its Wyckoff position, expands it with that position's
+operations and checks the site counts against the formula.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import spglib
+from pymatgen.core import Composition, Lattice, Structure
+
+from .base import (
+    MASK,
+    DecodeError,
+    EncodeError,
+    Representation,
+    check_element,
+    check_lattice_parameters,
+    fmt,
+    parse_float,
+    parse_formula,
+    parse_int,
+    wrap_frac,
+)
+from .spacegroups import constrain_lattice, space_group
+
+_LABEL = re.compile(r"(\d+)([a-zA-Z])")
+
+
+def _cell(structure: Structure):
+    return (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
+
+
+class WyckoffRepresentation(Representation):
+    name = "wyckoff"
+
+    def __init__(
+        self,
+        length_decimals: int = 2,
+        angle_decimals: int = 2,
+        coord_decimals: int = 3,
+        symprecs: tuple[float, ...] = (0.1, 0.01, 0.001),
+    ):
+        self.length_decimals = length_decimals
+        self.angle_decimals = angle_decimals
+        self.coord_decimals = coord_decimals
+        self.symprecs = tuple(symprecs)
+
+    # ------------------------------------------------------------------------------------------------ encode
+    def encode(self, structure: Structure) -> str:
+        if not structure.is_ordered:
+            raise EncodeError("partial occupancy: only ordered structures can be encoded")
+        if len(structure) == 0:
+            raise EncodeError("empty structure")
+        cell = _cell(structure)
+        reasons = []
+        for symprec in self.symprecs:
+            try:
+                return self._encode_at(cell, symprec)
+            except EncodeError as exc:
+                reasons.append(f"symprec={symprec}: {exc}")
+        raise EncodeError("no consistent symmetry found (" + "; ".join(reasons) + ")")
+
+    def _encode_at(self, cell, symprec: float) -> str:
+        probe = spglib.get_symmetry_dataset(cell, symprec=symprec)
+        if probe is None:
+            raise EncodeError("spglib found no symmetry")
+        group = space_group(probe.number)
+        ds = spglib.get_symmetry_dataset(cell, symprec=symprec, hall_number=group.hall_number)
+        if ds is None or ds.number != group.number:
+            raise EncodeError(f"spglib could not standardise to Hall setting {group.hall_number}")
+
+        # std-cell atom -> orbit and Wyckoff letter, through the primitive-cell index both cells map to.
+        prim_orbit = dict(zip(ds.mapping_to_primitive, ds.crystallographic_orbits))
+        prim_letter = dict(zip(ds.mapping_to_primitive, ds.wyckoffs))
+        lattice = Lattice(ds.std_lattice)
+        positions = np.asarray(ds.std_positions)
+        orbits: dict[int, list[int]] = {}
+        for j, p in enumerate(ds.std_mapping_to_primitive):
+            orbits.setdefault(int(prim_orbit[p]), []).append(j)
+
+        lines = []
+        counts: dict[str, int] = {}
+        for members in orbits.values():
+            p = ds.std_mapping_to_primitive[members[0]]
+            letter = prim_letter[p]
+            wp = group.wyckoff.get(letter)
+            if wp is None:
+                raise EncodeError(f"letter {letter} not in space group {group.number} tables")
+            if len(members) != wp.multiplicity:
+                raise EncodeError(f"orbit {wp.label} has {len(members)} sites in the standard cell")
+            best = None
+            for j in members:
+                q, dist = wp.project(positions[j], lattice.matrix)
+                if best is None or dist < best[1] - 1e-9:
+                    best = (q, dist)
+            rep = wrap_frac(wp.representative(best[0]), self.coord_decimals)
+            z = int(ds.std_types[members[0]])
+            symbol = _symbol(z)
+            counts[symbol] = counts.get(symbol, 0) + wp.multiplicity
+            lines.append((symbol, rep, wp))
+
+        composition = Composition(counts)
+        order = {el.symbol: i for i, el in enumerate(sorted(composition.elements, key=lambda e: (e.X, e.symbol)))}
+        lines.sort(key=lambda item: (order[item[0]], item[2].letter, tuple(item[1])))
+        a, b, c, alpha, beta, gamma = constrain_lattice(group.lattice_type, *lattice.parameters)
+        out = [
+            _formula(counts, order),
+            str(group.number),
+            " ".join(fmt(v, self.length_decimals) for v in (a, b, c)),
+            " ".join(fmt(v, self.angle_decimals) for v in (alpha, beta, gamma)),
+        ]
+        for symbol, rep, wp in lines:
+            coords = " ".join(fmt(v, self.coord_decimals) for v in rep)
+            out.append(f"{symbol} {coords} {wp.label}")
+        return "\n".join(out)
+
+    # ------------------------------------------------------------------------------------------------ decode
+    def parse(self, text: str) -> dict:
+        """Parse without building the cell: formula, space group, lattice parameters and orbit lines."""
+        lines = [ln.strip() for ln in text.strip().splitlines()]
+        if any(not ln for ln in lines):
+            raise DecodeError("blank line inside the text")
+        if len(lines) < 5:
+            raise DecodeError(f"truncated: {len(lines)} lines, need formula, space group, 2 lattice lines, orbits")
+        formula = parse_formula(lines[0])
+        number = parse_int(lines[1], "space group")
+        if not 1 <= number <= 230:
+            raise DecodeError(f"unknown space group {number}: not in 1-230")
+        lengths = lines[2].split()
+        angles = lines[3].split()
+        if len(lengths) != 3 or len(angles) != 3:
+            raise DecodeError("lattice lines must hold three lengths and three angles")
+        params = [parse_float(t, "lattice length") for t in lengths] + [
+            parse_float(t, "lattice angle") for t in angles
+        ]
+        orbits = []
+        for i, ln in enumerate(lines[4:], start=1):
+            parts = ln.split()
+            if len(parts) != 5:
+                raise DecodeError(f"orbit line {i} {ln!r}: expected element, x, y, z, Wyckoff label")
+            symbol = check_element(parts[0])
+            xyz = np.array([parse_float(t, f"orbit line {i} coordinate") for t in parts[1:4]])
+            m = _LABEL.fullmatch(parts[4])
+            if not m:
+                raise DecodeError(f"orbit line {i}: bad Wyckoff label {parts[4]!r}")
+            orbits.append((symbol, xyz, int(m.group(1)), m.group(2)))
+        return {"formula": formula, "space_group": number, "lattice": params, "orbits": orbits}
+
+    def _decode(self, text: str) -> Structure:
+        parsed = self.parse(text)
+        group = space_group(parsed["space_group"])
+        check_lattice_parameters(*parsed["lattice"])
+        params = constrain_lattice(group.lattice_type, *parsed["lattice"])
+        check_lattice_parameters(*params)
+        lattice = Lattice.from_parameters(*params)
+
+        species, coords = [], []
+        counts: dict[str, int] = {}
+        for i, (symbol, xyz, multiplicity, letter) in enumerate(parsed["orbits"], start=1):
+            wp = group.wyckoff.get(letter)
+            if wp is None:
+                raise DecodeError(
+                    f"orbit line {i}: Wyckoff letter {letter!r} does not exist in space group {group.number} "
+                    f"(letters {group.letters[0]}-{group.letters[-1]})"
+                )
+            if multiplicity != wp.multiplicity:
+                raise DecodeError(
+                    f"orbit line {i}: label {multiplicity}{letter} but position {letter} of space group "
+                    f"{group.number} has multiplicity {wp.multiplicity}"
+                )
+            q, _ = wp.project(xyz, lattice.matrix)
+            points = wp.orbit(q)
+            distinct = np.unique(np.round(points, 5) % 1.0, axis=0)
+            if len(distinct) != wp.multiplicity:
+                raise DecodeError(
+                    f"orbit line {i}: coordinates collapse {wp.label} onto {len(distinct)} distinct sites"
+                )
+            species.extend([symbol] * wp.multiplicity)
+            coords.extend(points)
+            counts[symbol] = counts.get(symbol, 0) + wp.multiplicity
+
+        formula = parsed["formula"]
+        if counts != formula:
+            stated = " ".join(f"{k}{v}" for k, v in formula.items())
+            found = " ".join(f"{k}{v}" for k, v in counts.items())
+            raise DecodeError(f"site count mismatch: formula says {stated}, orbits give {found}")
+        return Structure(lattice, species, np.array(coords))
+
+    # ------------------------------------------------------------------------------------------------ masking
+    def elements(self, text: str) -> list[str]:
+        lines = text.strip().splitlines()
+        found = [m.group(1) for m in re.finditer(r"([A-Z][a-z]?)", lines[0])] if lines else []
+        found += [ln.split()[0] for ln in lines[4:] if ln.split()]
+        return list(dict.fromkeys(found))
+
+    def mask_element(self, text: str, element: str, mask: str = MASK) -> str:
+        lines = text.split("\n")
+        if not lines:
+            return text
+        lines[0] = re.sub(rf"{element}(?![a-z])", mask, lines[0])
+        for i in range(4, len(lines)):
+            parts = lines[i].split(" ", 1)
+            if parts[0] == element:
+                lines[i] = mask + (" " + parts[1] if len(parts) > 1 else "")
+        return "\n".join(lines)
+
+
+def _symbol(z: int) -> str:
+    from pymatgen.core import Element
+
+    return Element.from_Z(z).symbol
+
+
+def _formula(counts: dict[str, int], order: dict[str, int]) -> str:
+    return " ".join(f"{el}{counts[el]}" for el in sorted(counts, key=order.__getitem__))
