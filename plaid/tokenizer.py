@@ -96,7 +96,9 @@ def vocabulary(representation: str) -> tuple[list[str], list[str]]:
     from .representations.base import MASK
 
     if representation not in TASK_INSTRUCTIONS:
-        raise ValueError(f"unknown representation {representation!r}; choose from {', '.join(TASK_INSTRUCTIONS)}")
+        raise ValueError(
+            f"unknown representation {representation!r}; choose from {', '.join(TASK_INSTRUCTIONS)}"
+        )
     words = {MASK, *prompt_words(), *element_symbols()}
     sg_symbols: list[str] = []
     if representation == "cif":

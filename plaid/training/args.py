@@ -25,10 +25,14 @@ class PlaidArguments:
     )
     task_mix: dict[str, Any] | str | None = field(
         default=None,
-        metadata={"help": "Task weights, e.g. {unconditional: 0.5, conditional: 0.4, infill: 0.1} (JSON on the CLI)."},
+        metadata={
+            "help": "Task weights, e.g. {unconditional: 0.5, conditional: 0.4, infill: 0.1} (JSON on the CLI)."
+        },
     )
     max_structures: int | None = field(default=None, metadata={"help": "Use at most this many structures."})
-    dataset_seed: int = field(default=0, metadata={"help": "Seed of the dataset builder (task assignment, splits)."})
+    dataset_seed: int = field(
+        default=0, metadata={"help": "Seed of the dataset builder (task assignment, splits)."}
+    )
     data_num_proc: int = field(default=1, metadata={"help": "Processes for encoding structures."})
     tokenizer: str | None = field(
         default=None,
@@ -39,7 +43,9 @@ class PlaidArguments:
     )
     preference_dataset: str | None = field(
         default=None,
-        metadata={"help": "DPO: a DatasetDict saved with save_to_disk, columns prompt/chosen/rejected (plaid pairs)."},
+        metadata={
+            "help": "DPO: a DatasetDict saved with save_to_disk, columns prompt/chosen/rejected (plaid pairs)."
+        },
     )
     sft_adapter: str | None = field(
         default=None,

@@ -27,12 +27,20 @@ logger = logging.getLogger(__name__)
 LOCAL_ARCHITECTURES: dict[str, dict[str, Any]] = {
     # 2-layer LLaMA for CPU smoke runs and tests.
     "plaid-tiny-llama": dict(
-        hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
         max_position_embeddings=2048,
     ),
     # CrystaLLM "small"-sized decoder (8 layers, 8 heads, 512 embedding), LLaMA blocks, trained from scratch.
     "plaid-scratch-llama": dict(
-        hidden_size=512, intermediate_size=1376, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=8,
+        hidden_size=512,
+        intermediate_size=1376,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
         max_position_embeddings=2048,
     ),
 }
@@ -175,9 +183,14 @@ def resolve_base_model(model_args, plaid_args, tokenizer, output_dir: str | os.P
     base = model_args.model_name_or_path
     if plaid_args.sft_adapter:
         adapter_base_model = adapter_base(plaid_args.sft_adapter)
-        if base and base != adapter_base_model and not (
-            Path(base).exists() and Path(adapter_base_model).exists()
-            and Path(base).resolve() == Path(adapter_base_model).resolve()
+        if (
+            base
+            and base != adapter_base_model
+            and not (
+                Path(base).exists()
+                and Path(adapter_base_model).exists()
+                and Path(base).resolve() == Path(adapter_base_model).resolve()
+            )
         ):
             raise ValueError(
                 f"model_name_or_path {base!r} differs from the SFT adapter's base {adapter_base_model!r}; "
@@ -271,13 +284,17 @@ def load_for_inference(
     path = Path(path)
     device = device or default_device()
     if dtype is None:
-        use_bf16 = str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        use_bf16 = (
+            str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        )
         dtype = torch.bfloat16 if use_bf16 else torch.float32
     dtype = _torch_dtype(dtype)
     kwargs: dict[str, Any] = dict(dtype=dtype)
     if load_in_4bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
         )
         kwargs["device_map"] = {"": device}
@@ -290,7 +307,9 @@ def load_for_inference(
         model = PeftModel.from_pretrained(model, str(path))
         if merge:
             if load_in_4bit:
-                raise ValueError("merge=True needs an unquantized base; use plaid merge to write a merged model")
+                raise ValueError(
+                    "merge=True needs an unquantized base; use plaid merge to write a merged model"
+                )
             model = model.merge_and_unload()
         tokenizer_source = path if (path / "tokenizer_config.json").exists() else base
     else:
