@@ -14,6 +14,7 @@ import sys
 # One line per subcommand module, in the order they appear in --help.
 COMMAND_MODULES = [
     "plaid.data.cli",  # plaid data build / plaid data info
+    "plaid.evaluation.cli",  # plaid evaluate / plaid evaluate-csp
 ]
 
 

@@ -1,0 +1,135 @@
+"""``plaid evaluate`` and ``plaid evaluate-csp``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="validity, uniqueness, novelty, coverage, E_hull and S.U.N. of generated samples",
+        description="Evaluate SAMPLES (plaid sample JSONL, or a CSV with a 'cif' column) against a training set "
+        "TRAIN (CDVAE-format CSV). Writes DIR/structures.csv, DIR/report.json and PNG plots; re-running with "
+        "the same DIR resumes.",
+    )
+    p.add_argument("samples", help="plaid sample JSONL or CSV with a 'cif' column")
+    p.add_argument(
+        "--reference", required=True, help="training set CSV (novelty; coverage unless --coverage-reference)"
+    )
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--coverage-reference", default=None, help="CSV for coverage/wdist (CDVAE uses the test set)"
+    )
+    p.add_argument(
+        "--dataset",
+        choices=["mp_20", "perov_5", "carbon_24"],
+        default=None,
+        help="coverage cutoffs (CDVAE); default: inferred from the reference path, else mp_20",
+    )
+    p.add_argument("--no-relax", action="store_true", help="skip MLIP relaxation, E_hull and S.U.N.")
+    p.add_argument("--relaxer", choices=["chgnet", "m3gnet"], default="chgnet")
+    p.add_argument("--relaxer-model", default=None, help="model path (m3gnet)")
+    p.add_argument("--fmax", type=float, default=0.1)
+    p.add_argument("--max-steps", type=int, default=500)
+    p.add_argument(
+        "--hull", default=None, help="reference hull file; default: offline hull from the reference CSV"
+    )
+    p.add_argument(
+        "--stable-threshold", type=float, default=0.0, help="E_hull (eV/atom) for stable_rate/sun_rate"
+    )
+    p.add_argument("--oxidation-states", default="smact14", help="smact14 (CDVAE numbers), icsd24, or a file")
+    p.add_argument("--coverage-over", choices=["parsed", "valid"], default="parsed")
+    p.add_argument("--struct-cutoff", type=float, default=None)
+    p.add_argument("--comp-cutoff", type=float, default=None)
+    p.add_argument("--fingerprint-timeout", type=float, default=60.0, help="seconds per structure")
+    p.add_argument("--no-crystallm-checks", action="store_true", help="skip bond-length/multiplicity checks")
+    p.add_argument("--model-version", default=None, help="recorded in report.json")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes")
+    p.set_defaults(func=_run_evaluate)
+
+    c = subparsers.add_parser(
+        "evaluate-csp",
+        help="CSP match rate and RMSE at n=1 and n=20 candidates per test structure",
+        description="Match samples generated for test compositions against TEST (CDVAE-format CSV). Samples map "
+        "to targets by material_id, else by their composition condition.",
+    )
+    c.add_argument("samples")
+    c.add_argument("--targets", required=True, help="test set CSV")
+    c.add_argument("--out", required=True)
+    c.add_argument("--n", type=int, nargs="+", default=[1, 20], help="candidates per target to consider")
+    c.add_argument("--candidate-filter", choices=["struct_valid", "valid", "parsed"], default="struct_valid")
+    c.add_argument("-j", "--jobs", type=int, default=1)
+    c.set_defaults(func=_run_csp)
+
+
+def _print_summary(report: dict, keys: list[str]) -> None:
+    for k in keys:
+        v = report.get(k)
+        print(f"{k:>24}: {v:.4f}" if isinstance(v, float) else f"{k:>24}: {v}")
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import EvaluationConfig, evaluate
+
+    cfg = EvaluationConfig(
+        dataset=args.dataset,
+        struct_cutoff=args.struct_cutoff,
+        comp_cutoff=args.comp_cutoff,
+        oxidation_states=args.oxidation_states,
+        crystallm_checks=not args.no_crystallm_checks,
+        coverage_over=args.coverage_over,
+        fingerprint_timeout_s=args.fingerprint_timeout,
+        relax=not args.no_relax,
+        relaxer=args.relaxer,
+        relaxer_model_path=args.relaxer_model,
+        fmax=args.fmax,
+        max_steps=args.max_steps,
+        hull=args.hull,
+        stable_threshold=args.stable_threshold,
+        coverage_reference=args.coverage_reference,
+        n_jobs=args.jobs,
+        model_version=args.model_version,
+        plots=not args.no_plots,
+    )
+    report = evaluate(args.samples, args.reference, args.out, cfg)
+    _print_summary(
+        report,
+        [
+            "n_samples",
+            "struct_valid_rate",
+            "comp_valid_rate",
+            "valid_rate",
+            "unique_rate",
+            "novel_rate",
+            "cov_recall",
+            "cov_precision",
+            "wdist_density",
+            "wdist_num_elems",
+            "stable_rate",
+            "sun_rate",
+        ],
+    )
+    print(f"wrote {args.out}/report.json and {args.out}/structures.csv")
+    return 0
+
+
+def _run_csp(args: argparse.Namespace) -> int:
+    from .csp import evaluate_csp
+
+    report = evaluate_csp(
+        args.samples,
+        args.targets,
+        args.out,
+        n_values=tuple(args.n),
+        candidate_filter=args.candidate_filter,
+        n_jobs=args.jobs,
+    )
+    _print_summary(
+        report,
+        ["n_targets", "n_samples", "n_samples_unassigned"]
+        + [k for k in report if k.startswith(("match_rate_at_", "mean_rmse_at_"))],
+    )
+    print(f"wrote {args.out}/csp_report.json")
+    return 0

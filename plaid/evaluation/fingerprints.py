@@ -1,0 +1,177 @@
+"""CDVAE's fingerprints: CrystalNN "ops" site fingerprints averaged over sites (structure) and Magpie element
+property statistics (composition), with a per-structure time limit and an on-disk cache for reference sets."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Composition, Structure
+
+from plaid.io import JsonlWriter
+from plaid.paths import cache_dir
+
+from .registry import register_metric
+from .stages import StageTimeout, run_stage, time_limit
+
+log = logging.getLogger(__name__)
+FINGERPRINT_VERSION = "crystalnn-ops-mean+magpie-v1"
+DEFAULT_TIMEOUT_S = 60.0
+
+
+@functools.lru_cache(maxsize=1)
+def _site_featurizer():
+    from matminer.featurizers.site import CrystalNNFingerprint
+
+    return CrystalNNFingerprint.from_preset("ops")
+
+
+@functools.lru_cache(maxsize=1)
+def _composition_featurizer():
+    from matminer.featurizers.composition import ElementProperty
+
+    return ElementProperty.from_preset("magpie")
+
+
+@register_metric("structure_fingerprint")
+def structure_fingerprint(structure: Structure) -> np.ndarray:
+    """Mean over sites of matminer's CrystalNNFingerprint("ops") (61 values)."""
+    featurizer = _site_featurizer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sites = [featurizer.featurize(structure, i) for i in range(len(structure))]
+    return np.asarray(sites, dtype=float).mean(axis=0)
+
+
+@register_metric("composition_fingerprint")
+def composition_fingerprint(composition: Composition) -> np.ndarray:
+    """matminer's ElementProperty("magpie") features (132 values; NaN where Magpie has no data)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.asarray(_composition_featurizer().featurize(Composition(composition)), dtype=float)
+
+
+def fingerprint_record(structure: Structure | None, timeout_s: float | None = DEFAULT_TIMEOUT_S) -> dict:
+    """``{"fp_status": ok|timeout|error|skipped, "fp_reason", "struct_fp", "comp_fp"}`` for one structure."""
+    if structure is None:
+        return {"fp_status": "skipped", "fp_reason": "no structure", "struct_fp": None, "comp_fp": None}
+    try:
+        with time_limit(timeout_s):
+            comp_fp = composition_fingerprint(structure.composition)
+            struct_fp = structure_fingerprint(structure)
+    except StageTimeout as exc:
+        return {"fp_status": "timeout", "fp_reason": str(exc), "struct_fp": None, "comp_fp": None}
+    except Exception as exc:  # noqa: BLE001 - recorded per structure, never fatal
+        return {
+            "fp_status": "error",
+            "fp_reason": f"{type(exc).__name__}: {exc}",
+            "struct_fp": None,
+            "comp_fp": None,
+        }
+    return {
+        "fp_status": "ok",
+        "fp_reason": None,
+        "struct_fp": struct_fp.tolist(),
+        "comp_fp": comp_fp.tolist(),
+    }
+
+
+def _fingerprint_payload(payload) -> dict:
+    structure, timeout_s = payload
+    return fingerprint_record(structure, timeout_s)
+
+
+def compute_fingerprints(
+    structures: list[Structure | None],
+    ids: list,
+    out_path: str | Path,
+    key: str = "sample_id",
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    n_jobs: int = 1,
+    desc: str = "fingerprints",
+) -> dict:
+    """Fingerprint every structure, appending records to ``out_path`` (resumable); returns records by id."""
+    with JsonlWriter(out_path, key=key) as writer:
+        return run_stage(
+            _fingerprint_payload, [(i, (s, timeout_s)) for i, s in zip(ids, structures)], writer, n_jobs, desc
+        )
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def reference_fingerprints(
+    path: str | Path,
+    structures,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    n_jobs: int = 1,
+    cache: Path | None = None,
+) -> dict:
+    """Fingerprints of a reference file's structures (a list, or a callable returning one, called only when
+    the cache misses), cached in ``cache_dir()/evaluation`` under the file's
+    sha256: ``{"struct_fps": (n, 61), "comp_fps": (n, 132), "ok": (n,) bool, "cache_hit": bool, "file": ...}``.
+    Partial progress is kept in a JSONL next to the cache so an interrupted run resumes."""
+    sha = file_sha256(path)
+    root = (cache or cache_dir()) / "evaluation"
+    root.mkdir(parents=True, exist_ok=True)
+    stem = f"fp-{FINGERPRINT_VERSION}-{sha[:24]}"
+    final = root / f"{stem}.npz"
+    if final.exists():
+        data = np.load(final)
+        return {
+            "struct_fps": data["struct_fps"],
+            "comp_fps": data["comp_fps"],
+            "ok": data["ok"],
+            "cache_hit": True,
+            "cache_file": str(final),
+            "sha256": sha,
+        }
+    if callable(structures):
+        structures = structures()
+    records = compute_fingerprints(
+        structures,
+        list(range(len(structures))),
+        root / f"{stem}.partial.jsonl",
+        key="index",
+        timeout_s=timeout_s,
+        n_jobs=n_jobs,
+        desc="reference fingerprints",
+    )
+    struct_fps, comp_fps, ok = _stack([records[i] for i in range(len(structures))])
+    tmp = root / f"{stem}.tmp.npz"
+    np.savez(tmp, struct_fps=struct_fps, comp_fps=comp_fps, ok=ok)
+    tmp.replace(final)
+    (root / f"{stem}.partial.jsonl").unlink(missing_ok=True)
+    return {
+        "struct_fps": struct_fps,
+        "comp_fps": comp_fps,
+        "ok": ok,
+        "cache_hit": False,
+        "cache_file": str(final),
+        "sha256": sha,
+    }
+
+
+def _stack(records: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ok = np.array([r["fp_status"] == "ok" for r in records], dtype=bool)
+    s_dim = next((len(r["struct_fp"]) for r in records if r["struct_fp"] is not None), 61)
+    c_dim = next((len(r["comp_fp"]) for r in records if r["comp_fp"] is not None), 132)
+    struct_fps = np.full((len(records), s_dim), np.nan)
+    comp_fps = np.full((len(records), c_dim), np.nan)
+    for i, r in enumerate(records):
+        if r["fp_status"] == "ok":
+            struct_fps[i] = np.asarray(r["struct_fp"], dtype=float)
+            comp_fps[i] = np.asarray([np.nan if v is None else v for v in r["comp_fp"]], dtype=float)
+    return struct_fps, comp_fps, ok
+
+
+stack_fingerprints = _stack

@@ -1,0 +1,147 @@
+"""Reading what is evaluated: plaid sample JSONL or a CSV with a ``cif`` column, and CDVAE-format reference CSVs.
+
+Every input line/row becomes one ``Sample``, in input order; a line that cannot be read or a structure that
+cannot be built becomes a sample with ``structure=None`` and its ``error`` (never dropped)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Structure
+
+
+@dataclass
+class Sample:
+    sample_id: object
+    structure: Structure | None
+    error: str | None = None
+    text: str | None = None
+    representation: str | None = None
+    gen_time_s: float | None = None
+    conditions: dict = field(default_factory=dict)
+    material_id: str | None = None
+
+
+def structure_from_cif(cif: str) -> Structure:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Structure.from_str(cif, fmt="cif")
+
+
+def _sample_from_record(record: dict, position: int) -> Sample:
+    sid = record.get("sample_id", position)
+    conditions = record.get("conditions") or {}
+    if isinstance(conditions, str):
+        try:
+            conditions = json.loads(conditions)
+        except json.JSONDecodeError:
+            conditions = {}
+    gen_time = record.get("gen_time_s")
+    sample = Sample(
+        sample_id=sid,
+        structure=None,
+        text=record.get("text"),
+        representation=record.get("representation"),
+        gen_time_s=float(gen_time) if isinstance(gen_time, int | float) else None,
+        conditions=conditions,
+        material_id=record.get("material_id") or conditions.get("material_id"),
+    )
+    cif = record.get("cif")
+    if record.get("parsed") is False or (not cif and record.get("error")):
+        sample.error = record.get("error") or "not parsed"
+        return sample
+    try:
+        if cif:
+            sample.structure = structure_from_cif(cif)
+        elif sample.text and sample.representation:
+            from plaid.representations import get
+
+            sample.structure = get(sample.representation).decode(sample.text)
+        else:
+            sample.error = "record has neither cif nor decodable text"
+    except Exception as exc:  # noqa: BLE001 - recorded per sample
+        sample.error = f"unreadable structure: {type(exc).__name__}: {exc}"
+    return sample
+
+
+def load_samples(path: str | Path) -> list[Sample]:
+    """Samples from plaid's JSONL (``.jsonl``/``.json``) or a CSV with a ``cif`` column, in input order."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        import pandas as pd
+
+        df = pd.read_csv(path)
+        if "cif" not in df.columns:
+            raise ValueError(f"{path}: CSV needs a 'cif' column")
+        out = []
+        for pos, row in enumerate(df.to_dict("records")):
+            cif = row.get("cif")
+            record = {
+                "sample_id": row.get("sample_id", pos) if "sample_id" in df.columns else pos,
+                "cif": cif if isinstance(cif, str) else None,
+                "material_id": row.get("material_id"),
+                "gen_time_s": row.get("gen_time_s"),
+            }
+            if not isinstance(cif, str):
+                record["error"] = "empty cif"
+            if isinstance(record["material_id"], float):
+                record["material_id"] = None
+            out.append(_sample_from_record(record, pos))
+        _check_unique_ids(out, path)
+        return out
+    out = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for pos, line in enumerate(ln for ln in lines if ln.strip()):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            out.append(Sample(sample_id=f"line{pos}", structure=None, error=f"corrupt JSON line: {exc}"))
+            continue
+        out.append(_sample_from_record(record, pos))
+    _check_unique_ids(out, path)
+    return out
+
+
+def _check_unique_ids(samples: list[Sample], path) -> None:
+    seen = set()
+    for s in samples:
+        if s.sample_id in seen:
+            raise ValueError(f"{path}: duplicate sample_id {s.sample_id!r}; results are keyed by it")
+        seen.add(s.sample_id)
+
+
+def load_reference(path: str | Path, max_structures: int | None = None) -> tuple[list, list[str], int]:
+    """(structures with None for unreadable rows, material ids, number unreadable) from a CDVAE-format CSV."""
+    import pandas as pd
+
+    df = pd.read_csv(path, nrows=max_structures)
+    if "cif" not in df.columns:
+        raise ValueError(f"{path}: reference CSV needs a 'cif' column")
+    structures, failed = [], 0
+    for cif in df["cif"]:
+        try:
+            structures.append(structure_from_cif(cif))
+        except Exception:  # noqa: BLE001 - counted and reported
+            structures.append(None)
+            failed += 1
+    ids = (
+        [str(x) for x in df["material_id"]]
+        if "material_id" in df.columns
+        else [str(i) for i in range(len(df))]
+    )
+    return structures, ids, failed
+
+
+def structure_summary(structure: Structure | None) -> dict:
+    """Density (g/cm^3), number of distinct elements and number of sites."""
+    if structure is None:
+        return {"density": np.nan, "num_elems": np.nan, "num_sites": np.nan}
+    return {
+        "density": float(structure.density),
+        "num_elems": len(structure.composition.elements),
+        "num_sites": len(structure),
+    }
