@@ -62,6 +62,10 @@ class Representation(ABC):
         except Exception as exc:  # noqa: BLE001 - the contract is: only DecodeError escapes
             raise DecodeError(f"{type(exc).__name__}: {exc}") from None
 
+    def space_group(self, text: str) -> int | None:
+        """The space group number the text states, if the representation states one."""
+        return None
+
     def roundtrip(self, structure: Structure) -> Structure:
         return self.decode(self.encode(structure))
 

@@ -4,8 +4,11 @@ fractional-coordinate line per site.
     3.9 3.9 3.9
     90 90 90
     Ba
-    0.50 0.50 0.50
+    0.500 0.500 0.500
     ...
+
+Lengths keep Gruver's 1 decimal and angles 0 decimals; coordinates default to 3 decimals rather than Gruver's 2,
+because with 2 about 0.5% of Carbon-24 no longer matches its input (``coord_decimals=2`` restores the original).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .base import (
 class CoordsRepresentation(Representation):
     name = "coords"
 
-    def __init__(self, length_decimals: int = 1, angle_decimals: int = 0, coord_decimals: int = 2):
+    def __init__(self, length_decimals: int = 1, angle_decimals: int = 0, coord_decimals: int = 3):
         self.length_decimals = length_decimals
         self.angle_decimals = angle_decimals
         self.coord_decimals = coord_decimals

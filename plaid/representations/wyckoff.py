@@ -204,6 +204,10 @@ class WyckoffRepresentation(Representation):
             raise DecodeError(f"site count mismatch: formula says {stated}, orbits give {found}")
         return Structure(lattice, species, np.array(coords))
 
+    def space_group(self, text: str) -> int | None:
+        lines = text.strip().splitlines()
+        return int(lines[1]) if len(lines) > 1 and lines[1].strip().isdigit() else None
+
     # ------------------------------------------------------------------------------------------------ masking
     def elements(self, text: str) -> list[str]:
         lines = text.strip().splitlines()

@@ -1,0 +1,198 @@
+"""Representations: round trips on real structures, known answers, masking, and the DecodeError contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Lattice, Structure
+
+from plaid.representations import MASK, DecodeError, EncodeError, available, get
+from plaid.representations.spacegroups import parse_space_group, space_group
+
+
+MATCHER = dict(ltol=0.2, stol=0.3, angle_tol=5)
+
+
+def roundtrip_failures(name, structures):
+    rep = get(name)
+    sm = StructureMatcher(**MATCHER)
+    failures = []
+    for i, s in enumerate(structures):
+        try:
+            decoded = rep.decode(rep.encode(s))
+        except (DecodeError, EncodeError) as exc:
+            failures.append((i, f"{type(exc).__name__}: {exc}"))
+            continue
+        if not sm.fit(s, decoded):
+            failures.append((i, "decoded structure does not match under StructureMatcher(0.2, 0.3, 5)"))
+    return failures
+
+
+def sample_real_structures(n_per_dataset: int, seed: int = 0) -> list:
+    """A seeded random sample from each shared dataset (Perov-5 and Carbon-24 validation sets)."""
+    import pandas as pd
+
+    from .conftest import data_path
+
+    out = []
+    for rel in ("perov_5/val.csv", "carbon_24/val.csv"):
+        df = pd.read_csv(data_path(rel))
+        rows = df.sample(n=min(n_per_dataset, len(df)), random_state=seed)
+        out += [Structure.from_str(c, fmt="cif") for c in rows["cif"]]
+    return out
+
+
+@pytest.mark.parametrize("name,n", [("wyckoff", 500), ("coords", 250), ("cif", 250)])
+def test_roundtrip_matches_real_structures(name, n):
+    """Encode then decode matches the input for >= 99.5% of real structures (the full-set figures and the
+    reasons of each failure are printed by benchmarks/roundtrip.py)."""
+    structures = sample_real_structures(n)
+    failures = roundtrip_failures(name, structures)
+    rate = 1 - len(failures) / len(structures)
+    print(f"{name}: {len(structures) - len(failures)}/{len(structures)} match; failures: {failures}")
+    assert rate >= 0.995, failures
+
+
+def test_registry():
+    assert available() == ["wyckoff", "coords", "cif"]
+    with pytest.raises(ValueError, match="unknown representation"):
+        get("smiles")
+
+
+def rocksalt() -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def test_wyckoff_known_answer_rocksalt():
+    rep = get("wyckoff")
+    text = rep.encode(rocksalt().get_primitive_structure())
+    lines = text.splitlines()
+    assert lines[0] == "Na4 Cl4"
+    assert lines[1] == "225"
+    assert lines[2] == "5.64 5.64 5.64"
+    assert lines[3] == "90.00 90.00 90.00"
+    assert sorted(ln.split()[-1] for ln in lines[4:]) == ["4a", "4b"]
+    decoded = rep.decode(text)
+    assert len(decoded) == 8 and decoded.composition.reduced_formula == "NaCl"
+    assert decoded.get_space_group_info()[1] == 225
+
+
+def test_wyckoff_decoder_snaps_special_positions_and_lattice():
+    rep = get("wyckoff")
+    # Rutile TiO2 (P4_2/mnm): O on 4f (x, x, 0); the text is slightly off the special position and off-tetragonal.
+    text = "Ti2 O4\n136\n4.60 4.62 2.96\n90.10 89.90 90.00\nTi 0.001 0.000 0.000 2a\nO 0.303 0.307 0.002 4f"
+    s = rep.decode(text)
+    assert s.lattice.a == pytest.approx(s.lattice.b) and s.lattice.angles == pytest.approx((90, 90, 90))
+    o = np.array([site.frac_coords for site in s if site.specie.symbol == "O"])
+    assert any(np.allclose(p, [0.305, 0.305, 0.0], atol=1e-9) for p in o)
+    assert s.get_space_group_info(symprec=1e-3)[1] == 136
+
+
+BAD_WYCKOFF = {
+    "unknown space group": "Na4 Cl4\n231\n5.64 5.64 5.64\n90 90 90\nNa 0 0 0 4a\nCl 0.5 0.5 0.5 4b",
+    "does not exist in space group": "Na4 Cl4\n225\n5.64 5.64 5.64\n90 90 90\nNa 0 0 0 4a\nCl 0.5 0.5 0.5 4z",
+    "has multiplicity": "Na4 Cl4\n225\n5.64 5.64 5.64\n90 90 90\nNa 0 0 0 8a\nCl 0.5 0.5 0.5 4b",
+    "site count mismatch": "Na4 Cl8\n225\n5.64 5.64 5.64\n90 90 90\nNa 0 0 0 4a\nCl 0.5 0.5 0.5 4b",
+    "truncated": "Na4 Cl4\n225\n5.64 5.64 5.64",
+    "expected element": "Na4 Cl4\n225\n5.64 5.64 5.64\n90 90 90\nNa 0 0 0 4a\nCl 0.5 0.5",
+    "unknown element": "Na4 Xx4\n225\n5.64 5.64 5.64\n90 90 90\nNa 0 0 0 4a\nXx 0.5 0.5 0.5 4b",
+    "non-physical lattice": "Na4 Cl4\n225\n-5.64 5.64 5.64\n90 90 90\nNa 0 0 0 4a\nCl 0.5 0.5 0.5 4b",
+    "collapse": "C8\n227\n3.57 3.57 3.57\n90 90 90\nC 0.0 0.0 0.0 32e",
+}
+
+
+@pytest.mark.parametrize("needle,text", list(BAD_WYCKOFF.items()))
+def test_wyckoff_decode_errors_say_what_is_wrong(needle, text):
+    with pytest.raises(DecodeError, match=needle):
+        get("wyckoff").decode(text)
+
+
+def test_other_decode_errors():
+    with pytest.raises(DecodeError, match="truncated"):
+        get("coords").decode("3.9 3.9 3.9\n90 90 90\nBa")
+    with pytest.raises(DecodeError, match="non-physical lattice"):
+        get("coords").decode("3.9 3.9 3.9\n120 120 120\nBa\n0 0 0")
+    cif = get("cif").encode(rocksalt())
+    with pytest.raises(DecodeError, match="unknown space group"):
+        get("cif").decode(cif.replace("_symmetry_Int_Tables_number   225", "_symmetry_Int_Tables_number   999"))
+    with pytest.raises(DecodeError, match="site count mismatch"):
+        get("cif").decode(cif.replace("_chemical_formula_sum   'Na4 Cl4'", "_chemical_formula_sum   'Na4 Cl8'"))
+    with pytest.raises(DecodeError):
+        get("cif").decode(cif[: len(cif) // 2])
+
+
+@pytest.mark.parametrize("name", ["wyckoff", "coords", "cif"])
+def test_only_decode_error_escapes_on_mutated_text(name, perov_structures, carbon_structures):
+    """Random truncations, character swaps and junk never raise anything but DecodeError."""
+    rep = get(name)
+    rng = np.random.default_rng(0)
+    texts = [rep.encode(s) for s in perov_structures[:15] + carbon_structures[:15]]
+    alphabet = list("0123456789.- \nabcxyzOBaTiC_'()/") + ["Xx", "999", "nan", "inf", "1e308", "\x00"]
+    n_ok = 0
+    for i in range(300):
+        text = texts[i % len(texts)]
+        kind = i % 3
+        if kind == 0:
+            mutated = text[: int(rng.integers(0, len(text)))]
+        elif kind == 1:
+            chars = list(text)
+            for _ in range(int(rng.integers(1, 4))):
+                chars[int(rng.integers(len(chars)))] = alphabet[int(rng.integers(len(alphabet)))]
+            mutated = "".join(chars)
+        else:
+            mutated = "".join(alphabet[int(k)] for k in rng.integers(0, len(alphabet), size=int(rng.integers(0, 80))))
+        try:
+            structure = rep.decode(mutated)
+        except DecodeError:
+            continue
+        assert isinstance(structure, Structure) and len(structure) > 0
+        n_ok += 1
+    assert n_ok < 300  # most mutations are caught, and none raised another exception type
+    with pytest.raises(DecodeError):
+        rep.decode(None)  # type: ignore[arg-type]
+
+
+def test_encode_rejects_partial_occupancy():
+    s = Structure(Lattice.cubic(4), [{"Fe": 0.5, "Co": 0.5}], [[0, 0, 0]])
+    for name in available():
+        with pytest.raises(EncodeError, match="partial occupancy"):
+            get(name).encode(s)
+
+
+def osmium_oxide() -> Structure:
+    return Structure.from_spacegroup(
+        "P4_2/mnm", Lattice.tetragonal(4.5, 3.2), ["Os", "O"], [[0, 0, 0], [0.31, 0.31, 0]]
+    )
+
+
+@pytest.mark.parametrize("name", ["wyckoff", "coords", "cif"])
+@pytest.mark.parametrize("element", ["O", "Os"])
+def test_mask_element_only_touches_that_element(name, element):
+    rep = get(name)
+    text = rep.encode(osmium_oxide())
+    masked = rep.mask_element(text, element)
+    assert MASK in masked
+    other = "Os" if element == "O" else "O"
+    assert masked.replace(MASK, element) == text  # nothing else changed
+    assert rep.elements(masked.replace(MASK, element)) == rep.elements(text)
+    assert other in rep.elements(masked)
+    if name == "cif":  # the space-group symbol and keywords are not elements
+        assert "P4_2/mnm" in masked or "P4_2/mnm" not in text
+
+
+def test_cif_mask_leaves_symbols_and_keywords():
+    rep = get("cif")
+    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.4), ["Ca", "F"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+    text = rep.encode(s)
+    masked = rep.mask_element(text, "F")
+    assert "Fm-3m" in masked and "_symmetry_space_group_name_H-M" in masked
+    assert masked.count(MASK) >= 3  # data_ line, formula lines, site line
+
+
+def test_space_group_tables():
+    g = space_group(225)
+    assert g.symbol == "Fm-3m" and g.wyckoff["a"].multiplicity == 4 and g.wyckoff["l"].multiplicity == 192
+    assert parse_space_group("P4_2/mnm") == 136 == parse_space_group("136")
+    with pytest.raises(ValueError):
+        parse_space_group("Q9")
