@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ class PlaidArguments:
     task_mix: dict[str, Any] | str | None = field(
         default=None,
         metadata={
-            "help": "Task weights, e.g. {unconditional: 0.5, conditional: 0.4, infill: 0.1} (JSON on the CLI)."
+            "help": "plaid.data task weights: unconditional=1,conditional=1,infill=1 (or a YAML mapping / JSON)."
         },
     )
     max_structures: int | None = field(default=None, metadata={"help": "Use at most this many structures."})
@@ -47,6 +48,15 @@ class PlaidArguments:
             "help": "DPO: a DatasetDict saved with save_to_disk, columns prompt/chosen/rejected (plaid pairs)."
         },
     )
+    preference_pairs: str = field(
+        default="saved",
+        metadata={
+            "help": "DPO: 'saved' reads prompt/chosen/rejected from preference_dataset; 'mismatch' makes toy pairs "
+            "from a built SFT dataset there (conditional/infill rows: chosen = the true completion, rejected = "
+            "another material's), for smoke runs and tests only.",
+            "choices": ["saved", "mismatch"],
+        },
+    )
     sft_adapter: str | None = field(
         default=None,
         metadata={
@@ -57,7 +67,40 @@ class PlaidArguments:
     )
 
     def __post_init__(self):
-        if isinstance(self.task_mix, str):
-            self.task_mix = json.loads(self.task_mix) if self.task_mix.strip() else None
-        if self.task_mix is not None and not isinstance(self.task_mix, dict):
-            raise ValueError(f"task_mix must be a mapping task -> weight, got {self.task_mix!r}")
+        from ..prompts import TASK_INSTRUCTIONS
+
+        if self.representation not in TASK_INSTRUCTIONS:
+            raise ValueError(
+                f"unknown representation {self.representation!r}; use {', '.join(TASK_INSTRUCTIONS)}"
+            )
+        if isinstance(self.task_mix, str) and self.task_mix.strip().startswith("{"):
+            self.task_mix = json.loads(self.task_mix)
+        if self.task_mix is not None:
+            from ..data.tasks import parse_task_mix
+
+            parse_task_mix(self.task_mix)  # validate now, not after the model is loaded
+
+
+def recipe_arguments(recipe: str) -> tuple[type, ...]:
+    """The dataclasses a recipe parses: TRL's ScriptArguments, SFTConfig or DPOConfig, ModelConfig, then plaid's."""
+    from trl import DPOConfig, ModelConfig, ScriptArguments, SFTConfig
+
+    configs = {"sft": SFTConfig, "dpo": DPOConfig}
+    if recipe not in configs:
+        raise ValueError(f"unknown recipe {recipe!r}; choose from {', '.join(configs)}")
+    return (ScriptArguments, configs[recipe], ModelConfig, PlaidArguments)
+
+
+def recipe_parser(recipe: str):
+    """A ``TrlParser`` for ``recipe``. ``parse_args_and_config()`` is strict: an unknown YAML key raises
+    ValueError (trl's ``fail_with_unknown_args=True``), an unknown command-line flag too (HfArgumentParser)."""
+    from trl import TrlParser
+
+    return TrlParser(recipe_arguments(recipe))
+
+
+def parse_recipe_config(recipe: str, config: str | os.PathLike, *overrides: str):
+    """(script_args, training_args, model_args, plaid_args) from a YAML config plus command-line overrides."""
+    return recipe_parser(recipe).parse_args_and_config(
+        ["--config", str(config), *overrides], fail_with_unknown_args=True
+    )

@@ -220,7 +220,7 @@ def load_model_for_training(model_args, plaid_args, training_args, tokenizer):
     kwargs: dict[str, Any] = dict(
         revision=model_args.model_revision,
         dtype=_torch_dtype(model_args.dtype) or "auto",
-        trust_remote_code=model_args.trust_remote_code,
+        trust_remote_code=training_args.trust_remote_code,
     )
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
@@ -234,7 +234,7 @@ def load_model_for_training(model_args, plaid_args, training_args, tokenizer):
             f"tokenizer has {len(tokenizer)} tokens but the model embeds only "
             f"{model.get_input_embeddings().num_embeddings}; use the tokenizer saved with the model"
         )
-    if training_args.gradient_checkpointing:
+    if training_args.activation_checkpointing:
         model.config.use_cache = False
 
     if plaid_args.sft_adapter:

@@ -1,0 +1,187 @@
+"""The SFT and DPO runs behind ``recipes/sft.py`` and ``recipes/dpo.py``: one setup (seed, tokenizer, model) and
+one finish (save weights + tokenizer + run record) shared by both."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+
+from .data import preference_dataset, sft_dataset, split
+from .model import load_model_for_training, load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+RUN_RECORD = "plaid_run.json"  # every argument of the run, read by plaid push for the model card
+
+
+def _setup_logging(training_args) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("plaid").setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+
+
+def prepare(training_args, model_args, plaid_args):
+    """Seed, tokenizer and (model, peft_config), identical for SFT and DPO."""
+    from transformers import set_seed
+
+    _setup_logging(training_args)
+    set_seed(training_args.seed)
+    tokenizer_source = model_args.model_name_or_path
+    if plaid_args.sft_adapter and plaid_args.tokenizer is None:
+        tokenizer_source = plaid_args.sft_adapter  # the tokenizer saved with the SFT adapter
+    tokenizer = load_tokenizer(
+        tokenizer_source,
+        representation=plaid_args.representation,
+        tokenizer=plaid_args.tokenizer,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    model, peft_config = load_model_for_training(model_args, plaid_args, training_args, tokenizer)
+    return tokenizer, model, peft_config
+
+
+def last_checkpoint(training_args) -> str | None:
+    """The checkpoint to resume from: the one asked for, else the newest ``checkpoint-*`` in output_dir."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    if os.path.isdir(training_args.output_dir):
+        found = get_last_checkpoint(training_args.output_dir)
+        if found:
+            logger.info("resuming from %s", found)
+        return found
+    return None
+
+
+def finish(trainer, recipe: str, script_args, training_args, model_args, plaid_args, train_result) -> Path:
+    """Save weights (adapter or full model) and tokenizer, and the run record with its metrics."""
+    out = Path(training_args.output_dir)
+    trainer.save_model(str(out))
+    trainer.processing_class.save_pretrained(str(out))
+    metrics = dict(train_result.metrics)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        record = {
+            "recipe": recipe,
+            "base_model": _base_name(trainer.model),
+            "script_args": dataclasses.asdict(script_args),
+            "model_args": dataclasses.asdict(model_args),
+            "plaid_args": dataclasses.asdict(plaid_args),
+            "training_args": training_args.to_dict(),
+            "train_metrics": metrics,
+            "log_history": trainer.state.log_history,
+        }
+        (out / RUN_RECORD).write_text(json.dumps(record, indent=2, default=str))
+    logger.info("saved %s to %s", recipe, out)
+    return out
+
+
+def _base_name(model) -> str:
+    peft_config = getattr(model, "peft_config", None)
+    if peft_config:
+        return next(iter(peft_config.values())).base_model_name_or_path
+    return getattr(model.config, "_name_or_path", "")
+
+
+def build_sft_trainer(script_args, training_args, model_args, plaid_args):
+    """The SFTTrainer for a run: tokenizer, model (+ LoRA config), prompt/completion dataset."""
+    from trl import SFTTrainer
+
+    _check_dataset_name(script_args)
+    tokenizer, model, peft_config = prepare(training_args, model_args, plaid_args)
+    with training_args.main_process_first(desc="dataset build"):
+        dataset = sft_dataset(plaid_args, training_args.output_dir)
+    if training_args.completion_only_loss is False:
+        logger.warning("completion_only_loss is False: the prompt tokens are trained on too")
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset[script_args.dataset_train_split],
+        eval_dataset=_eval_split(dataset, script_args, training_args),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    _log_trainable(trainer.model)
+    return trainer
+
+
+def build_dpo_trainer(script_args, training_args, model_args, plaid_args):
+    """The DPOTrainer for a run. From an SFT adapter, the policy is that adapter (trainable) and the reference a
+    frozen copy of it on the same base (TRL's "ref" adapter); which one is the reference is checked and logged."""
+    from trl import DPOTrainer
+
+    _check_dataset_name(script_args)
+    if plaid_args.sft_adapter and model_args.use_peft:
+        logger.info(
+            "sft_adapter given: the LoRA settings of the SFT adapter are used, not the lora_* options"
+        )
+    tokenizer, model, peft_config = prepare(training_args, model_args, plaid_args)
+    dataset = preference_dataset(plaid_args)
+    trainer = DPOTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset[script_args.dataset_train_split],
+        eval_dataset=_eval_split(dataset, script_args, training_args),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    logger.info("DPO reference model: %s", describe_reference(trainer))
+    _log_trainable(trainer.model)
+    return trainer
+
+
+def run_sft(script_args, training_args, model_args, plaid_args) -> Path:
+    """Supervised fine-tuning on prompt/completion rows (loss on the completion, i.e. the crystal text, only)."""
+    trainer = build_sft_trainer(script_args, training_args, model_args, plaid_args)
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
+    return finish(trainer, "sft", script_args, training_args, model_args, plaid_args, result)
+
+
+def run_dpo(script_args, training_args, model_args, plaid_args) -> Path:
+    """DPO on prompt/chosen/rejected pairs; logs rewards/margins and rewards/accuracies."""
+    trainer = build_dpo_trainer(script_args, training_args, model_args, plaid_args)
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
+    return finish(trainer, "dpo", script_args, training_args, model_args, plaid_args, result)
+
+
+def describe_reference(trainer) -> str:
+    """Which model the DPO trainer uses as reference; checks a reference adapter is frozen."""
+    model = trainer.model
+    peft_config = getattr(model, "peft_config", None) or {}
+    if trainer.ref_model is not None:
+        return f"a separate model ({_base_name(trainer.ref_model)})"
+    if "ref" in peft_config:
+        trainable = [n for n, p in model.named_parameters() if ".ref." in n and p.requires_grad]
+        if trainable:
+            raise RuntimeError(f"the reference adapter has trainable parameters: {trainable[:3]}")
+        return (
+            f"adapter 'ref' (frozen copy of the SFT adapter, on the same base "
+            f"{peft_config['ref'].base_model_name_or_path}); policy = adapter 'default'"
+        )
+    if peft_config:
+        return "the base model with adapters disabled (the new LoRA starts at zero, so policy == reference at step 0)"
+    return "none (reference log-probs precomputed or not used)"
+
+
+def _log_trainable(model) -> None:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / max(total, 1))
+
+
+def _eval_split(dataset, script_args, training_args):
+    if training_args.eval_strategy == "no":
+        return None
+    return split(dataset, script_args.dataset_test_split)
+
+
+def _check_dataset_name(script_args) -> None:
+    if script_args.dataset_name:
+        raise ValueError(
+            "dataset_name is not used by plaid recipes: set dataset_source (SFT) or preference_dataset (DPO)"
+        )
