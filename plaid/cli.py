@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = [
     "plaid.data.cli",  # plaid data build / plaid data info
     "plaid.evaluation.cli",  # plaid evaluate / plaid evaluate-csp
+    "plaid.training.cli",  # plaid push / plaid merge
 ]
 
 
