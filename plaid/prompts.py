@@ -58,6 +58,8 @@ def format_condition(key: str, value) -> str:
             raise ValueError(f"Z must be a positive integer, got {value!r}")
         return str(z)
     if key == "spacegroup":
+        if isinstance(value, float) and value.is_integer():  # pandas turns int columns with gaps into floats
+            value = int(value)
         return str(parse_space_group(value))
     if key in PROPERTY_KEYS:
         number = float(value)

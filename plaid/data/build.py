@@ -207,7 +207,7 @@ def build_dataset(
     base_url: str | None = None,
 ):
     """Build (and with ``out_dir``, save) a ``DatasetDict`` of prompt/completion rows; returns (dataset, report)."""
-    from datasets import Dataset, DatasetDict
+    from datasets import Dataset, DatasetDict, Features, Value
 
     t0 = time.perf_counter()
     mix = parse_task_mix(task_mix)
@@ -244,10 +244,12 @@ def build_dataset(
             task_counts[(record["dataset_split"], task)] += 1
 
     columns = ["prompt", "completion", "task", "conditions", "material_id", "text", "cif"]
+    features = Features({c: Value("string") for c in columns})
     dataset = DatasetDict(
         {
-            split: Dataset.from_dict({c: [r[c] for r in items] for c in columns})
+            split: Dataset.from_dict({c: [r[c] for r in items] for c in columns}, features=features)
             for split, items in rows.items()
+            if items  # datasets cannot reload an empty split from disk; its count (0) stays in the report
         }
     )
     elapsed = time.perf_counter() - t0
