@@ -60,6 +60,11 @@ def finish(trainer, recipe: str, script_args, training_args, model_args, plaid_a
     """Save weights (adapter or full model) and tokenizer, and the run record with its metrics."""
     out = Path(training_args.output_dir)
     trainer.save_model(str(out))
+    ref_copy = out / "ref"
+    if recipe == "dpo" and (ref_copy / "adapter_config.json").exists():
+        import shutil
+
+        shutil.rmtree(ref_copy)  # the frozen reference is the SFT adapter itself (plaid_args.sft_adapter)
     trainer.processing_class.save_pretrained(str(out))
     metrics = dict(train_result.metrics)
     trainer.log_metrics("train", metrics)
