@@ -21,6 +21,7 @@ import logging
 import math
 import platform
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -145,7 +146,12 @@ def infer_dataset(*paths) -> tuple[str, str]:
 
 
 def _check_payload(payload) -> dict:
-    sample, cfg = payload
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _checks(*payload)
+
+
+def _checks(sample: Sample, cfg: dict) -> dict:
     s = sample.structure
     out: dict = {"parsed": s is not None, "error": sample.error}
     if s is None:
@@ -556,7 +562,7 @@ def _report(
             "sg_consistent_rate / crystallm_valid_rate": "all samples",
         },
         "stability": {
-            **stab,
+            **(stab if computed else _blank_stability(stab)),
             "primary_threshold_ev_per_atom": cfg.stable_threshold,
             "computed": computed,
             "source": energy_info["source"],
@@ -639,6 +645,12 @@ def _report(
         "elapsed_s": round(time.time() - started, 2),
     }
     return report
+
+
+def _blank_stability(stab: dict) -> dict:
+    """Without energies no sample is known to be stable or not: every rate is null, not 0."""
+    blank = {k: None for k in ("n_stable", "stable_rate", "n_sun", "sun_rate", "time_per_sun_s")}
+    return {**stab, "thresholds": {k: {**v, **blank} for k, v in stab["thresholds"].items()}}
 
 
 def _short(text, n: int = 80):

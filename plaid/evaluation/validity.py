@@ -3,8 +3,10 @@
 - Structural: no two atoms closer than 0.5 A (periodic images included) and cell volume >= 0.1 A^3.
 - Compositional: SMACT charge neutrality + Pauling electronegativity test. A unary composition is valid; an
   all-metal composition (alloy) is valid. The oxidation-state table is explicit: ``smact14`` (the SMACT 2014
-  table, ``smact/data/oxidation_states.txt``, which CDVAE/DiffCSP/FlowMM numbers used, default) or ``icsd24``
-  (``oxidation_states_icsd24_filtered.txt``, smact >= 3's own default).
+  table, ``smact/data/oxidation_states.txt``, which CDVAE/DiffCSP/FlowMM numbers used, default), ``icsd24``
+  (the ICSD 2024 table as smact 4's own ``smact_validity`` builds it by default: ``ICSD24OxStatesFilter``
+  with consensus=3, no zero state, commonality "low") or ``icsd24_filtered``
+  (``oxidation_states_icsd24_filtered.txt``, smact's ``Element.oxidation_states``: > 5 reports).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ STRUCT_DIST_CUTOFF = 0.5  # Angstrom, CDVAE
 STRUCT_MIN_VOLUME = 0.1  # Angstrom^3, CDVAE
 OXIDATION_TABLES = {
     "smact14": "oxidation_states.txt",
-    "icsd24": "oxidation_states_icsd24_filtered.txt",
+    "icsd24": "oxidation_states_icsd24_counts.json (ICSD24OxStatesFilter: consensus=3, commonality=low, no 0)",
+    "icsd24_filtered": "oxidation_states_icsd24_filtered.txt",
 }
+ICSD24_FILTER = {"consensus": 3, "include_zero": False, "commonality": "low"}
 DEFAULT_OXIDATION_TABLE = "smact14"
 
 
@@ -58,7 +62,16 @@ def min_interatomic_distance(structure: Structure, search_radius: float = 5.0) -
 
 @functools.lru_cache(maxsize=8)
 def oxidation_table(name: str = DEFAULT_OXIDATION_TABLE) -> dict[str, tuple[int, ...]]:
-    """Element -> allowed oxidation states from one of smact's shipped tables (or a path to a table file)."""
+    """Element -> allowed oxidation states: one of smact's shipped tables (see ``OXIDATION_TABLES``) or a
+    file in smact's format (``El state state ...`` per line, ``#`` comments)."""
+    if name == "icsd24":
+        from smact.utils.oxidation import ICSD24OxStatesFilter
+
+        df = ICSD24OxStatesFilter().filter(**ICSD24_FILTER)
+        return {
+            str(row["element"]): tuple(int(x) for x in str(row["oxidation_state"]).split())
+            for _, row in df.iterrows()
+        }
     path = oxidation_table_path(name)
     table: dict[str, tuple[int, ...]] = {}
     for line in path.read_text().splitlines():
@@ -73,26 +86,26 @@ def oxidation_table_path(name: str) -> Path:
     if name in OXIDATION_TABLES:
         import smact
 
-        return Path(smact.data_directory) / OXIDATION_TABLES[name]
+        return Path(smact.data_directory) / OXIDATION_TABLES[name].split(" ")[0]
     path = Path(name)
     if not path.is_file():
-        raise ValueError(
-            f"unknown oxidation-state table {name!r}; choose from {', '.join(OXIDATION_TABLES)} or a file"
-        )
+        raise ValueError(f"unknown oxidation-state table {name!r}; choose from {', '.join(OXIDATION_TABLES)} or a file")
     return path
 
 
 def describe_oxidation_table(name: str = DEFAULT_OXIDATION_TABLE) -> dict:
-    """What the report states about the table: name, file, its sha256 and the smact version that ships it."""
-    import smact
+    """What the report states about the table: name, source, a sha256 of its contents, the smact version."""
+    from importlib.metadata import version
 
-    path = oxidation_table_path(name)
+    table = oxidation_table(name)
+    content = "\n".join(f"{el} {' '.join(map(str, ox))}" for el, ox in sorted(table.items()))
     return {
         "name": name,
-        "file": path.name,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "smact_version": getattr(smact, "__version__", "unknown"),
-        "n_elements": len(oxidation_table(name)),
+        "source": OXIDATION_TABLES.get(name, str(name)),
+        "table_sha256": hashlib.sha256(content.encode()).hexdigest(),
+        "smact_version": version("smact"),
+        "n_elements": len(table),
+        "filter": ICSD24_FILTER if name == "icsd24" else None,
     }
 
 
