@@ -35,8 +35,17 @@ def rocksalt(a: float = 5.64) -> Structure:
 
 
 def test_registry_names_the_metrics():
-    for name in ("struct_valid", "comp_valid", "coverage", "wdist_density", "wdist_num_elems",
-                 "uniqueness_novelty", "csp_rms", "stability", "bond_length_score"):
+    for name in (
+        "struct_valid",
+        "comp_valid",
+        "coverage",
+        "wdist_density",
+        "wdist_num_elems",
+        "uniqueness_novelty",
+        "csp_rms",
+        "stability",
+        "bond_length_score",
+    ):
         assert name in available_metrics()
     assert get_metric("struct_valid") is structural_validity
     with pytest.raises(ValueError, match="unknown metric"):
@@ -65,8 +74,20 @@ def test_structural_validity_real(perov_structures, carbon_structures):
 
 @pytest.mark.parametrize(
     "formula, expected",
-    [("NaCl", True), ("NaCl2", False), ("Fe", True), ("O2", True), ("FeNi3", True), ("Fe2O3", True),
-     ("CsPbI3", True), ("HeO", False), ("Na2", True), ("NaAr", False), ("LiF", True), ("LiF2", False)],
+    [
+        ("NaCl", True),
+        ("NaCl2", False),
+        ("Fe", True),
+        ("O2", True),
+        ("FeNi3", True),
+        ("Fe2O3", True),
+        ("CsPbI3", True),
+        ("HeO", False),
+        ("Na2", True),
+        ("NaAr", False),
+        ("LiF", True),
+        ("LiF2", False),
+    ],
 )
 def test_compositional_validity_known(formula, expected):
     assert compositional_validity(Composition(formula)) is expected
@@ -93,7 +114,9 @@ def test_oxidation_tables_explicit_and_match_smact(perov_csv):
         theirs = [smact_validity(Composition(f), **kwargs) for f in formulas]
         assert ours == theirs, table
     # the tables differ on real compositions, which is why the report names the one used
-    differ = [f for f in formulas if compositional_validity(f, "smact14") != compositional_validity(f, "icsd24")]
+    differ = [
+        f for f in formulas if compositional_validity(f, "smact14") != compositional_validity(f, "icsd24")
+    ]
     assert "AlCaO3" in differ
     info = describe_oxidation_table("icsd24")
     assert info["name"] == "icsd24" and info["filter"]["consensus"] == 3 and len(info["table_sha256"]) == 64

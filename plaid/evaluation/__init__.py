@@ -17,7 +17,7 @@ from .checks import (
 from .coverage import COVERAGE_CUTOFFS, wdist_density, wdist_num_elems
 from .coverage import coverage as coverage_metrics
 from .csp import evaluate_csp
-from .evaluate import EvaluationConfig, evaluate, read_structures_csv
+from .pipeline import EvaluationConfig, evaluate, read_structures_csv
 from .fingerprints import composition_fingerprint, structure_fingerprint
 from .matching import (
     CSP_MATCHER,

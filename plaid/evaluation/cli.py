@@ -71,7 +71,7 @@ def _print_summary(report: dict, keys: list[str]) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import EvaluationConfig, evaluate
+    from .pipeline import EvaluationConfig, evaluate
 
     cfg = EvaluationConfig(
         dataset=args.dataset,

@@ -24,7 +24,7 @@ from pymatgen.core import Composition
 
 from plaid.io import JsonlWriter, dumps
 
-from .evaluate import package_versions
+from .pipeline import package_versions
 from .matching import CSP_MATCHER, csp_metrics, csp_rms
 from .samples import load_reference, load_samples
 from .stages import run_stage

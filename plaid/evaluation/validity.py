@@ -89,7 +89,9 @@ def oxidation_table_path(name: str) -> Path:
         return Path(smact.data_directory) / OXIDATION_TABLES[name].split(" ")[0]
     path = Path(name)
     if not path.is_file():
-        raise ValueError(f"unknown oxidation-state table {name!r}; choose from {', '.join(OXIDATION_TABLES)} or a file")
+        raise ValueError(
+            f"unknown oxidation-state table {name!r}; choose from {', '.join(OXIDATION_TABLES)} or a file"
+        )
     return path
 
 
