@@ -7,13 +7,12 @@ import json
 import math
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 from pymatgen.core import Structure
 
 from plaid.cli import main
-from plaid.evaluation import EvaluationConfig, evaluate, evaluate_csp, read_structures_csv
+from plaid.evaluation import EvaluationConfig, evaluate, read_structures_csv
 from plaid.representations import get
 
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -182,8 +181,8 @@ def test_injected_e_hull_gives_stability_and_sun(setup):
 
 
 def test_resume_after_interruption(setup, monkeypatch):
-    import plaid.evaluation.pipeline as ev
     import plaid.evaluation.fingerprints as fp
+    import plaid.evaluation.pipeline as ev
 
     out = setup / "out_resume"
     cfg = EvaluationConfig(dataset="perov_5", relax=False, plots=False)
@@ -237,7 +236,6 @@ def test_evaluate_csp(setup, perov_csv):
     targets = df.iloc[100:104]
     targets.to_csv(setup / "test.csv", index=False)
     structs = [Structure.from_str(c, fmt="cif") for c in targets["cif"]]
-    rng = np.random.default_rng(0)
     records = []
     for t, (mid, s) in enumerate(zip(targets["material_id"], structs)):
         for k in range(3):

@@ -17,7 +17,6 @@ from .checks import (
 from .coverage import COVERAGE_CUTOFFS, wdist_density, wdist_num_elems
 from .coverage import coverage as coverage_metrics
 from .csp import evaluate_csp
-from .pipeline import EvaluationConfig, evaluate, read_structures_csv
 from .fingerprints import composition_fingerprint, structure_fingerprint
 from .matching import (
     CSP_MATCHER,
@@ -29,6 +28,7 @@ from .matching import (
     reduce_reference,
     uniqueness_and_novelty,
 )
+from .pipeline import EvaluationConfig, evaluate, read_structures_csv
 from .registry import METRICS, available_metrics, get_metric, register_metric
 from .stability import STABILITY_THRESHOLDS, stability_rates
 from .validity import OXIDATION_TABLES, compositional_validity, oxidation_table, structural_validity

@@ -24,8 +24,8 @@ from pymatgen.core import Composition
 
 from plaid.io import JsonlWriter, dumps
 
-from .pipeline import package_versions
 from .matching import CSP_MATCHER, csp_metrics, csp_rms
+from .pipeline import package_versions
 from .samples import load_reference, load_samples
 from .stages import run_stage
 from .validity import compositional_validity, structural_validity
