@@ -18,6 +18,11 @@ class WyckoffPosition:
     multiplicity: int
     ops: np.ndarray = field(repr=False)  # (multiplicity, 3, 4) affine maps from free (x, y, z) to coordinates
     dof: int = 0  # number of free coordinates
+    pinv0: np.ndarray = field(repr=False, default=None)  # pseudo-inverse of the first op's linear part
+
+    def __post_init__(self):
+        if self.pinv0 is None:
+            object.__setattr__(self, "pinv0", np.linalg.pinv(self.ops[0][:, :3]))
 
     @property
     def label(self) -> str:
@@ -29,7 +34,7 @@ class WyckoffPosition:
         op = self.ops[0]
         w, t = op[:, :3], op[:, 3]
         shifted = point[None, :] + _SHIFTS  # (27, 3)
-        q = (shifted - t) @ np.linalg.pinv(w).T
+        q = (shifted - t) @ self.pinv0.T
         images = q @ w.T + t
         diff = images - shifted
         dist = np.linalg.norm(diff @ metric if metric is not None else diff, axis=1)
@@ -42,7 +47,8 @@ class WyckoffPosition:
         return np.mod(np.round(np.mod(pts, 1.0), 8), 1.0)
 
     def representative(self, q: np.ndarray) -> np.ndarray:
-        return self.orbit(q)[0]
+        """The first operation's image of ``q`` (not wrapped)."""
+        return self.ops[0][:, :3] @ q + self.ops[0][:, 3]
 
 
 @dataclass(frozen=True)

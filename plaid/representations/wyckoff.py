@@ -21,10 +21,11 @@ operations and checks the site counts against the formula.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 import spglib
-from pymatgen.core import Composition, Lattice, Structure
+from pymatgen.core import Lattice, Structure
 
 from .base import (
     MASK,
@@ -45,7 +46,16 @@ _LABEL = re.compile(r"(\d+)([a-zA-Z])")
 
 
 def _cell(structure: Structure):
-    return (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
+    return (structure.lattice.matrix, structure.frac_coords, structure.atomic_numbers)
+
+
+def _parameters(matrix: np.ndarray) -> tuple[float, ...]:
+    """a, b, c, alpha, beta, gamma of a row-vector lattice matrix."""
+    lengths = np.linalg.norm(matrix, axis=1)
+    cosines = [matrix[1] @ matrix[2] / (lengths[1] * lengths[2]), matrix[0] @ matrix[2] / (lengths[0] * lengths[2]),
+               matrix[0] @ matrix[1] / (lengths[0] * lengths[1])]
+    angles = np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))
+    return (*map(float, lengths), *map(float, angles))
 
 
 class WyckoffRepresentation(Representation):
@@ -79,18 +89,19 @@ class WyckoffRepresentation(Representation):
         raise EncodeError("no consistent symmetry found (" + "; ".join(reasons) + ")")
 
     def _encode_at(self, cell, symprec: float) -> str:
-        probe = spglib.get_symmetry_dataset(cell, symprec=symprec)
-        if probe is None:
+        ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
+        if ds is None:
             raise EncodeError("spglib found no symmetry")
-        group = space_group(probe.number)
-        ds = spglib.get_symmetry_dataset(cell, symprec=symprec, hall_number=group.hall_number)
-        if ds is None or ds.number != group.number:
-            raise EncodeError(f"spglib could not standardise to Hall setting {group.hall_number}")
+        group = space_group(ds.number)
+        if ds.hall_number != group.hall_number:  # e.g. origin choice 1 -> 2: standardise in the tables' setting
+            ds = spglib.get_symmetry_dataset(cell, symprec=symprec, hall_number=group.hall_number)
+            if ds is None or ds.number != group.number:
+                raise EncodeError(f"spglib could not standardise to Hall setting {group.hall_number}")
 
         # std-cell atom -> orbit and Wyckoff letter, through the primitive-cell index both cells map to.
         prim_orbit = dict(zip(ds.mapping_to_primitive, ds.crystallographic_orbits))
         prim_letter = dict(zip(ds.mapping_to_primitive, ds.wyckoffs))
-        lattice = Lattice(ds.std_lattice)
+        matrix = np.asarray(ds.std_lattice)
         positions = np.asarray(ds.std_positions)
         orbits: dict[int, list[int]] = {}
         for j, p in enumerate(ds.std_mapping_to_primitive):
@@ -108,19 +119,20 @@ class WyckoffRepresentation(Representation):
                 raise EncodeError(f"orbit {wp.label} has {len(members)} sites in the standard cell")
             best = None
             for j in members:
-                q, dist = wp.project(positions[j], lattice.matrix)
+                q, dist = wp.project(positions[j], matrix)
                 if best is None or dist < best[1] - 1e-9:
                     best = (q, dist)
+                if dist < 1e-6:  # spglib's idealised positions: this member lies on the first operation
+                    break
             rep = wrap_frac(wp.representative(best[0]), self.coord_decimals)
             z = int(ds.std_types[members[0]])
             symbol = _symbol(z)
             counts[symbol] = counts.get(symbol, 0) + wp.multiplicity
             lines.append((symbol, rep, wp))
 
-        composition = Composition(counts)
-        order = {el.symbol: i for i, el in enumerate(sorted(composition.elements, key=lambda e: (e.X, e.symbol)))}
+        order = {el: i for i, el in enumerate(sorted(counts, key=lambda e: (_electronegativity(e), e)))}
         lines.sort(key=lambda item: (order[item[0]], item[2].letter, tuple(item[1])))
-        a, b, c, alpha, beta, gamma = constrain_lattice(group.lattice_type, *lattice.parameters)
+        a, b, c, alpha, beta, gamma = constrain_lattice(group.lattice_type, *_parameters(matrix))
         out = [
             _formula(counts, order),
             str(group.number),
@@ -227,10 +239,19 @@ class WyckoffRepresentation(Representation):
         return "\n".join(lines)
 
 
+@lru_cache(maxsize=None)
 def _symbol(z: int) -> str:
     from pymatgen.core import Element
 
     return Element.from_Z(z).symbol
+
+
+@lru_cache(maxsize=None)
+def _electronegativity(symbol: str) -> float:
+    from pymatgen.core import Element
+
+    x = Element(symbol).X
+    return x if x == x else 10.0  # noble gases without a Pauling value sort last
 
 
 def _formula(counts: dict[str, int], order: dict[str, int]) -> str:
