@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "plaid.data.cli",  # plaid data build / plaid data info
     "plaid.evaluation.cli",  # plaid evaluate / plaid evaluate-csp
     "plaid.training.cli",  # plaid push / plaid merge
+    "plaid.sampling.cli",  # plaid sample
+    "plaid.preferences.cli",  # plaid pairs / plaid align
 ]
 
 

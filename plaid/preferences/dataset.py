@@ -1,0 +1,148 @@
+"""``plaid pairs``: samples -> labels -> pairs -> a TRL preference ``DatasetDict`` with a dataset card."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..io import read_jsonl
+from .labels import Label, label_samples, labels_from_evaluation
+from .pairs import build_pairs, split_pairs
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("prompt", "chosen", "rejected", "chosen_e_hull", "rejected_e_hull", "chosen_id", "rejected_id",
+           "rejected_status", "pair_type")
+
+
+def load_labeller(relaxer: str = "m3gnet", model_path=None, fmax: float = 0.1, max_steps: int = 500,
+                  batch_size: int = 32, timeout_s: float | None = None, device: str = "cpu"):
+    from ..relax import get_relaxer
+
+    return get_relaxer(relaxer, model_path=model_path, fmax=fmax, max_steps=max_steps, batch_size=batch_size,
+                       timeout_s=timeout_s, device=device)
+
+
+def load_reference_for_novelty(reference_csv: str | Path | None) -> dict | None:
+    if reference_csv is None:
+        return None
+    from ..data.sources import sha256_of
+    from ..evaluation.matching import reduce_reference
+    from ..evaluation.samples import load_reference
+
+    return reduce_reference(lambda: load_reference(reference_csv)[0], source_sha256=sha256_of(reference_csv))
+
+
+def make_preference_dataset(
+    samples: str | Path,
+    out_dir: str | Path,
+    *,
+    labels_dir: str | Path | None = None,
+    eval_dir: str | Path | None = None,
+    mode: str = "basic",
+    ratio: int = 3,
+    threshold: float = 0.08,
+    stable_threshold: float = 0.0,
+    relaxer=None,
+    hull=None,
+    reference_csv: str | Path | None = None,
+    test_size: float = 0.1,
+    seed: int = 0,
+    push_to_hub: str | None = None,
+):
+    """Label (or read ``eval_dir`` labels), pair, split and save; returns (DatasetDict, stats).
+
+    Nothing is written to ``out_dir`` when no pair can be made (``PairingError``)."""
+    from datasets import Dataset, DatasetDict, Features, Value
+
+    records = read_jsonl(samples)
+    if not records:
+        raise ValueError(f"{samples}: no sample records")
+    if eval_dir is not None:
+        labels = labels_from_evaluation(records, eval_dir)
+        labeller = {"source": "plaid evaluate", "eval_dir": str(eval_dir)}
+    else:
+        if relaxer is None or hull is None:
+            raise ValueError("labelling needs a relaxer and a hull (or eval_dir with plaid evaluate results)")
+        labels_dir = Path(labels_dir or Path(out_dir).with_name(Path(out_dir).name + "_labels"))
+        labels = label_samples(records, labels_dir, relaxer=relaxer, hull=hull,
+                               reference=load_reference_for_novelty(reference_csv) if mode == "tiered" else None)
+        labeller = {"source": "plaid.relax", "relaxer": relaxer.describe(), "labels_dir": str(labels_dir)}
+    pairs, stats = build_pairs(labels, mode=mode, ratio=ratio, threshold=threshold,
+                               stable_threshold=stable_threshold, seed=seed)
+    train, test, split_by = split_pairs(pairs, test_size, seed)
+    if len({p["prompt"] for p in pairs}) == 1:
+        log.warning("all %d pairs share one prompt: the train/test split is by pair", len(pairs))
+    features = Features({c: Value("float64") if c.endswith("_e_hull") else Value("string") for c in COLUMNS})
+    parts = {"train": train, "test": test}
+    dataset = DatasetDict({
+        name: Dataset.from_dict({c: [p[c] for p in rows] for c in COLUMNS}, features=features)
+        for name, rows in parts.items() if rows
+    })
+    stats.update(split_by=split_by, split_counts={k: len(v) for k, v in parts.items()}, samples=str(samples),
+                 labeller=labeller, hull=hull.describe() if hull is not None and hasattr(hull, "describe") else None,
+                 labels=_label_summary(labels))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset.save_to_disk(str(out))
+    (out / "pairs_report.json").write_text(json.dumps(stats, indent=2, default=str))
+    card = preference_card(stats)
+    (out / "README.md").write_text(card)
+    if push_to_hub:
+        from huggingface_hub import DatasetCard
+
+        dataset.push_to_hub(push_to_hub)
+        DatasetCard(card).push_to_hub(push_to_hub, repo_type="dataset")
+    return dataset, stats
+
+
+def _label_summary(labels: list[Label]) -> dict:
+    ok = [lab.e_hull_value for lab in labels if lab.status == "ok"]
+    return {
+        "n": len(labels),
+        "n_ok": len(ok),
+        "metastable_rate_of_all": sum(e < 0.08 for e in ok) / len(labels) if labels else 0.0,
+        "stable_rate_of_all": sum(e <= 0.0 for e in ok) / len(labels) if labels else 0.0,
+    }
+
+
+def preference_card(stats: dict) -> str:
+    types = "\n".join(f"| {k} | {v} |" for k, v in sorted(stats["pair_types"].items()))
+    statuses = "\n".join(f"| {k} | {v} |" for k, v in sorted(stats["status_counts"].items()))
+    return f"""---
+license: cc-by-4.0
+task_categories:
+- text-generation
+tags:
+- materials
+- crystal-structure
+- dpo
+- plaid
+---
+
+# plaid preference pairs ({stats["mode"]})
+
+Prompt/chosen/rejected rows (TRL preference format) built by `plaid pairs` from a model's own samples
+(`{stats["samples"]}`): chosen and rejected are generated texts for the same prompt.
+
+- Mode `{stats["mode"]}`, ratio 1:{stats["ratio"]}, metastability threshold E_hull < {stats["threshold"]} eV/atom,
+  stability E_hull <= {stats["stable_threshold"]} eV/atom, seed {stats["seed"]}.
+- Labeller: `{json.dumps(stats["labeller"], default=str)}`.
+- Hull: `{json.dumps(stats.get("hull"), default=str)}`.
+- Split by {stats["split_by"]}: `{json.dumps(stats["split_counts"])}`.
+
+## Samples by label status
+
+| status | samples |
+|---|---|
+{statuses}
+
+{stats["n_accepted"]} accepted, {stats["n_rejected"]} rejected over {stats["n_prompts"]} prompt(s).
+
+## Pairs by type
+
+| type | pairs |
+|---|---|
+{types}
+"""

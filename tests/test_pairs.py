@@ -1,0 +1,120 @@
+"""Preference-pair construction on hand-made labels with known answers, and the DatasetDict it writes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from plaid.preferences import Label, PairingError, build_pairs, split_pairs
+from plaid.preferences.dataset import make_preference_dataset
+from plaid.preferences.labels import labels_from_evaluation
+
+
+def lab(i, e_hull=None, status="ok", prompt="P", novel=None, sg=None, req=None):
+    return Label(sample_id=str(i), prompt=prompt, text=f"text-{i}", status=status, e_hull=e_hull, is_novel=novel,
+                 spacegroup=sg, requested_spacegroup=req)
+
+
+def test_basic_pairs_each_accepted_with_k_rejected():
+    labels = [lab(0, -0.05), lab(1, 0.05)] + [lab(i, 0.5) for i in range(2, 7)] + [
+        lab(7, status="unparsed"), lab(8, status="invalid"), lab(9, status="unlabelled")]
+    pairs, stats = build_pairs(labels, "basic", ratio=3, threshold=0.08, seed=0)
+    assert stats["n_accepted"] == 2 and stats["n_rejected"] == 7 and len(pairs) == 6
+    for p in pairs:
+        assert p["chosen_id"] in {"0", "1"} and p["rejected_id"] not in {"0", "1", "9"}
+        assert p["chosen"] == f"text-{p['chosen_id']}" and p["rejected"] == f"text-{p['rejected_id']}"
+        assert p["chosen_e_hull"] < 0.08
+        assert p["rejected_e_hull"] is None or p["rejected_e_hull"] >= 0.08
+    for cid in ("0", "1"):
+        rejected = [p["rejected_id"] for p in pairs if p["chosen_id"] == cid]
+        assert len(rejected) == len(set(rejected)) == 3
+    assert len({p["rejected_id"] for p in pairs}) == 6  # spread over the rejected, not the same three twice
+    assert stats["status_counts"] == {"ok": 7, "unparsed": 1, "invalid": 1, "unlabelled": 1}
+    assert build_pairs(labels, "basic", seed=0)[0] == pairs  # seeded
+
+
+def test_pairs_never_cross_prompts():
+    labels = [lab(0, -0.1, prompt="A"), lab(1, 0.3, prompt="A"), lab(2, -0.1, prompt="B"), lab(3, 0.4, prompt="B")]
+    pairs, stats = build_pairs(labels, "basic", ratio=3)
+    assert stats["n_prompts"] == 2 and len(pairs) == 2
+    assert {(p["chosen_id"], p["rejected_id"]) for p in pairs} == {("0", "1"), ("2", "3")}
+
+
+def test_tiered_ranks_novel_stable_over_known_stable_over_metastable():
+    labels = [lab(0, -0.02, novel=True), lab(1, -0.01, novel=False), lab(2, 0.05, novel=True), lab(3, 0.3),
+              lab(4, status="unparsed")]
+    pairs, stats = build_pairs(labels, "tiered", ratio=4)
+    assert stats["tier_counts"] == {"novel_stable": 1, "stable": 1, "metastable": 1, "unstable": 1, "bad": 1}
+    got = {(p["chosen_id"], p["rejected_id"]) for p in pairs}
+    assert got == {(c, r) for c in "0123" for r in "01234" if int(r) > int(c)}
+    assert {p["pair_type"] for p in pairs if p["chosen_id"] == "0"} >= {"novel_stable>stable", "novel_stable>bad"}
+
+
+def test_spacegroup_mode_needs_the_requested_group():
+    labels = [lab(0, -0.1, sg=221, req=221, prompt="Q"), lab(1, -0.1, sg=99, req=221, prompt="Q"),
+              lab(2, 0.5, sg=221, req=221, prompt="Q"), lab(3, -0.1, prompt="U")]
+    pairs, _ = build_pairs(labels, "spacegroup", ratio=3)
+    assert {(p["chosen_id"], p["rejected_id"]) for p in pairs} == {("0", "1"), ("0", "2")}
+    with pytest.raises(PairingError, match="space-group-conditioned"):
+        build_pairs([lab(0, -0.1)], "spacegroup")
+
+
+def test_degenerate_inputs_raise_clear_errors():
+    with pytest.raises(PairingError, match="no accepted sample"):
+        build_pairs([lab(0, 0.3), lab(1, status="unparsed")], "basic")
+    with pytest.raises(PairingError, match="no rejected sample"):
+        build_pairs([lab(0, -0.3), lab(1, 0.01)], "basic")
+    with pytest.raises(PairingError, match="never share a prompt"):
+        build_pairs([lab(0, -0.3, prompt="A"), lab(1, 0.5, prompt="B")], "basic")
+    with pytest.raises(PairingError, match="too few"):
+        split_pairs([{"prompt": "A"}], 0.1, 0)
+
+
+def test_split_by_prompt_keeps_prompts_apart():
+    pairs = [{"prompt": f"p{i % 5}", "n": i} for i in range(50)]
+    train, test, by = split_pairs(pairs, 0.2, seed=1)
+    assert by == "prompt" and len(train) + len(test) == 50 and test
+    assert not ({p["prompt"] for p in train} & {p["prompt"] for p in test})
+    train, test, by = split_pairs([{"prompt": "one", "n": i} for i in range(10)], 0.2, seed=1)
+    assert by == "pair" and len(test) == 2
+
+
+def _samples_file(tmp_path, labels):
+    path = tmp_path / "samples.jsonl"
+    with open(path, "w") as fh:
+        for x in labels:
+            fh.write(json.dumps({"sample_id": x.sample_id, "prompt": x.prompt, "text": x.text,
+                                 "parsed": x.status != "unparsed", "cif": None if x.status == "unparsed" else "CIF",
+                                 "error": "bad" if x.status == "unparsed" else None, "conditions": {}}) + "\n")
+    return path
+
+
+def test_dataset_from_evaluate_labels_and_nothing_written_when_degenerate(tmp_path):
+    import pandas as pd
+    from datasets import load_from_disk
+
+    labels = [lab(i, e, prompt=f"p{i % 3}") for i, e in enumerate([-0.1, 0.2, 0.3, 0.5, -0.05, 0.6, 0.7, 0.9, 0.01])]
+    labels.append(lab(9, status="unparsed", prompt="p0"))
+    samples = _samples_file(tmp_path, labels)
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    pd.DataFrame({"struct_valid": [True] * 9 + [False], "e_hull": [x.e_hull for x in labels],
+                  "is_novel": [True] * 10, "spacegroup": [1] * 10}).to_csv(eval_dir / "structures.csv", index=False)
+    parsed = labels_from_evaluation([json.loads(line) for line in samples.read_text().splitlines()], eval_dir)
+    assert [x.status for x in parsed] == ["ok"] * 9 + ["unparsed"]
+    out = tmp_path / "pairs"
+    dataset, stats = make_preference_dataset(samples, out, eval_dir=eval_dir, ratio=2, test_size=0.34, seed=0)
+    reloaded = load_from_disk(str(out))
+    rows = [r for split in reloaded.values() for r in split]
+    assert len(rows) == stats["n_pairs"] == 6
+    assert set(reloaded["train"].column_names) >= {"prompt", "chosen", "rejected", "chosen_e_hull", "rejected_e_hull"}
+    assert all(r["chosen_e_hull"] < 0.08 for r in rows)
+    assert "ratio 1:2" in (out / "README.md").read_text()
+
+    bad = tmp_path / "bad_eval"
+    bad.mkdir()
+    pd.DataFrame({"struct_valid": [True] * 10, "e_hull": [0.5] * 10}).to_csv(bad / "structures.csv", index=False)
+    with pytest.raises(PairingError, match="no accepted"):
+        make_preference_dataset(samples, tmp_path / "empty", eval_dir=bad)
+    assert not (tmp_path / "empty").exists()
