@@ -62,7 +62,9 @@ class AlignConfig:
     def from_yaml(cls, path: str | Path) -> AlignConfig:
         import yaml
 
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        import os
+
+        data = yaml.safe_load(os.path.expandvars(Path(path).read_text())) or {}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -64,6 +64,7 @@ def label_samples(
     hull,
     reference: dict | None = None,
     progress: bool = True,
+    batched: bool = True,
 ) -> list[Label]:
     """Label every sample record (``plaid sample`` JSONL rows) in input order; resumable through ``out_dir``.
 
@@ -100,7 +101,7 @@ def label_samples(
 
         if to_relax:
             results = relaxer.relax(structures, ids=[b["sample_id"] for b in to_relax],
-                                    out_path=out / "relax.jsonl", progress=progress)
+                                    out_path=out / "relax.jsonl", progress=progress, batched=batched)
             for base, result in zip(to_relax, results):
                 sid = base["sample_id"]
                 if result.status not in ("converged", "max_steps") or result.structure is None:
