@@ -1,0 +1,402 @@
+"""Reference convex hulls for energy above hull (E_hull) of relaxed samples.
+
+Sources, in the order :func:`load_hull` tries them:
+
+* ``url`` (+ ``sha256``): downloaded once into ``plaid.paths.cache_dir()/hulls``, verified, then loaded as a path.
+* ``path``: the Matbench Discovery MP hull ``2023-02-07-ppd-mp.pkl.gz`` (gzipped pickle of a pymatgen
+  ``PatchedPhaseDiagram``; any pickled ``PhaseDiagram`` or list of entries works too), or MP computed(-structure)
+  entries as ``.json``/``.json.gz`` (a list of entry dicts, a dict id -> entry dict, or Matbench Discovery's
+  pandas layout ``{"entry": {id: entry dict}, ...}``).
+* ``reference_csv``: an offline hull built from a dataset with formation energies (MP-20
+  ``formation_energy_per_atom``, Perov-5 ``heat_ref``, both eV/atom) plus the MP elemental reference entries:
+  total energy per atom = e_form + sum_i x_i mu_i, with mu_i the elemental reference energy per atom. The
+  elemental references join the hull as its terminal entries.
+* nothing: the MP hull under ``$PLAID_DATA_DIR/mp`` or the cache, else ``FileNotFoundError``.
+
+E_hull = E_sample - E_hull-energy(composition), per atom, signed (negative = below the reference hull). The hull
+energy of a composition only depends on the reference entries inside its chemical system, so hull energies are
+computed from a per-chemical-system ``PhaseDiagram`` built on demand (exact, and identical to what a
+``PatchedPhaseDiagram`` returns). MP2020 corrections (``MaterialsProject2020Compatibility``) are added to the
+sample energy only when the MLIP's energies are not already on that scale (``plaid.relax.MP2020_COMPATIBLE``:
+CHGNet yes -> not corrected again; M3GNet-MP-2021 no -> corrected); ``apply_mp2020`` overrides it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import pickle
+import shutil
+import tempfile
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MP_PPD_NAME = "2023-02-07-ppd-mp.pkl.gz"
+# Matbench Discovery's public copy of the MP hull (figshare). No checksum is published with it here: pass the
+# sha256 of the file you trust to verify it.
+MP_PPD_URL = "https://figshare.com/ndownloader/files/48241624"
+MP_ELEMENTAL_REFS_NAME = "2023-02-07-mp-elemental-reference-entries.json.gz"
+FORMATION_ENERGY_COLUMNS = ("formation_energy_per_atom", "heat_ref", "e_form", "formation_energy")
+FORMULA_COLUMNS = ("formula", "pretty_formula", "reduced_formula")
+
+
+# ------------------------------------------------------------------------------------------------- download
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, sha256: str | None = None, dest_dir: str | os.PathLike | None = None,
+             filename: str | None = None) -> Path:
+    """Fetch ``url`` (http(s) or file://) into ``dest_dir`` (default ``cache_dir()/hulls``) and verify ``sha256``.
+
+    An existing file with the right checksum is reused. The download goes to a temporary file that is renamed
+    into place only after the checksum matched, so an interrupted or corrupt download never poisons the cache.
+    """
+    from plaid.paths import cache_dir
+
+    dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir() / "hulls"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    name = filename or Path(urllib.request.url2pathname(url.split("?")[0])).name or "download"
+    target = dest_dir / name
+    if target.exists() and (sha256 is None or sha256_of(target) == sha256.lower()):
+        return target
+    if sha256 is None:
+        logger.warning("downloading %s without a sha256 checksum: the file is not verified", url)
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:  # noqa: S310
+            shutil.copyfileobj(response, out)
+        if sha256 is not None:
+            got = sha256_of(tmp)
+            if got != sha256.lower():
+                raise ValueError(f"sha256 mismatch for {url}: expected {sha256.lower()}, got {got}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+# -------------------------------------------------------------------------------------------------- loading
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
+
+
+def _decode_entry(obj: Any):
+    from monty.json import MontyDecoder
+
+    if isinstance(obj, dict):
+        obj = MontyDecoder().process_decoded(obj)
+    if not hasattr(obj, "energy_per_atom") or not hasattr(obj, "composition"):
+        raise ValueError(f"not a pymatgen entry: {type(obj).__name__}")
+    return obj
+
+
+def read_entries(path: str | os.PathLike) -> list:
+    """Entries from a JSON(.gz) file: a list of entry dicts, {id: entry dict}, or {"entry": {id: entry dict}}."""
+    path = Path(path)
+    with _open(path) as fh:
+        data = json.load(fh)
+    if isinstance(data, dict) and "@class" in data:
+        data = [data]
+    elif isinstance(data, dict) and isinstance(data.get("entry"), dict):
+        data = list(data["entry"].values())
+    elif isinstance(data, dict):
+        data = list(data.values())
+    return [_decode_entry(d) for d in data]
+
+
+def read_elemental_refs(path: str | os.PathLike) -> dict[str, Any]:
+    """Elemental reference entries (e.g. MP 2023-02-07), keyed by element symbol: the lowest-energy one each."""
+    refs: dict[str, Any] = {}
+    for entry in read_entries(path):
+        if len(entry.composition.elements) != 1:
+            continue
+        el = entry.composition.elements[0].symbol
+        if el not in refs or entry.energy_per_atom < refs[el].energy_per_atom:
+            refs[el] = entry
+    return refs
+
+
+def _default_elemental_refs() -> Path | None:
+    from plaid.paths import cache_dir, data_dir
+
+    for root in (data_dir(), cache_dir()):
+        if root is None:
+            continue
+        for candidate in (root / "mp" / MP_ELEMENTAL_REFS_NAME, root / MP_ELEMENTAL_REFS_NAME):
+            if candidate.exists():
+                return candidate
+    return None
+
+
+def entries_from_formation_energies(reference_csv: str | os.PathLike, elemental_refs: dict[str, Any],
+                                    formation_energy_column: str | None = None) -> tuple[list, dict]:
+    """PDEntries with total energy (e_form + sum_i x_i mu_i) * N from a CSV with formation energies (eV/atom).
+
+    Compositions come from a formula column when present, else from the ``cif`` column. Rows whose formation
+    energy is missing or whose elements lack a reference are skipped and counted in the returned info.
+    """
+    import pandas as pd
+    from pymatgen.analysis.phase_diagram import PDEntry
+    from pymatgen.core import Composition, Structure
+
+    df = pd.read_csv(reference_csv)
+    column = formation_energy_column or next((c for c in FORMATION_ENERGY_COLUMNS if c in df.columns), None)
+    if column is None or column not in df.columns:
+        raise ValueError(f"{reference_csv}: no formation energy column (tried {FORMATION_ENERGY_COLUMNS}); "
+                         "pass formation_energy_column")
+    formula_column = next((c for c in FORMULA_COLUMNS if c in df.columns), None)
+    ids = df["material_id"].astype(str) if "material_id" in df.columns else df.index.astype(str)
+    mu = {el: e.energy_per_atom for el, e in elemental_refs.items()}
+    entries, skipped = [], defaultdict(int)
+    for i, row in enumerate(df.itertuples(index=False)):
+        e_form = getattr(row, column)
+        if e_form is None or not math.isfinite(float(e_form)):
+            skipped["missing formation energy"] += 1
+            continue
+        try:
+            if formula_column is not None:
+                comp = Composition(getattr(row, formula_column))
+            else:
+                comp = Structure.from_str(row.cif, fmt="cif").composition
+        except Exception:  # noqa: BLE001 - a bad row is counted, not fatal
+            skipped["unparseable composition"] += 1
+            continue
+        missing = [el.symbol for el in comp.elements if el.symbol not in mu]
+        if missing:
+            skipped[f"no elemental reference for {','.join(sorted(missing))}"] += 1
+            continue
+        n = comp.num_atoms
+        energy = (float(e_form) + sum(comp.get_atomic_fraction(el) * mu[el.symbol] for el in comp.elements)) * n
+        entries.append(PDEntry(comp, energy, name=str(ids.iloc[i])))
+    return entries, {"formation_energy_column": column, "n_rows": len(df), "skipped": dict(skipped)}
+
+
+# ----------------------------------------------------------------------------------------------------- hull
+
+
+class ReferenceHull:
+    """Energies above a reference convex hull; see the module docstring for sources and conventions."""
+
+    def __init__(self, entries: list, source: dict):
+        from pymatgen.analysis.phase_diagram import PhaseDiagram
+
+        self.source = dict(source)
+        by_system: dict[frozenset, list] = defaultdict(list)
+        for entry in entries:
+            by_system[frozenset(el.symbol for el in entry.composition.elements)].append(entry)
+        self._by_system = dict(by_system)
+        self.elements = frozenset(next(iter(s)) for s in by_system if len(s) == 1)
+        self.n_entries = len(entries)
+        self._pds: dict[frozenset, PhaseDiagram] = {}
+
+    # --------------------------------------------------------------- hull energies
+
+    def _phase_diagram(self, system: frozenset):
+        from pymatgen.analysis.phase_diagram import PhaseDiagram
+
+        if system not in self._pds:
+            entries = []
+            for k in range(1, len(system) + 1):
+                for sub in itertools.combinations(sorted(system), k):
+                    entries.extend(self._by_system.get(frozenset(sub), ()))
+            self._pds[system] = PhaseDiagram(entries)
+        return self._pds[system]
+
+    def hull_energy_per_atom(self, composition) -> float:
+        """Energy per atom of the reference hull at ``composition`` (eV/atom)."""
+        from pymatgen.core import Composition
+
+        comp = Composition(composition)
+        system = frozenset(el.symbol for el in comp.elements)
+        return float(self._phase_diagram(system).get_hull_energy_per_atom(comp))
+
+    def missing_elements(self, composition) -> list[str]:
+        from pymatgen.core import Composition
+
+        return sorted(el.symbol for el in Composition(composition).elements if el.symbol not in self.elements)
+
+    # --------------------------------------------------------------- E_hull
+
+    def e_above_hull(self, structure_or_composition, energy_per_atom: float, relaxer_name: str | None = None,
+                     apply_mp2020: bool | None = None) -> tuple[float, str | None]:
+        """(E_hull in eV/atom, None), or (NaN, reason) when it cannot be computed for this sample.
+
+        ``energy_per_atom`` is the MLIP energy of the relaxed structure. ``apply_mp2020=None`` follows the relaxer:
+        corrected when ``plaid.relax.MP2020_COMPATIBLE[relaxer_name]`` is False, untouched otherwise (also when the
+        relaxer is unknown). Passing a Structure (not a Composition) lets MP2020 tell oxides from peroxides.
+        """
+        from pymatgen.core import Composition
+
+        structure = structure_or_composition if hasattr(structure_or_composition, "lattice") else None
+        try:
+            comp = structure.composition if structure is not None else Composition(structure_or_composition)
+        except Exception as exc:  # noqa: BLE001
+            return math.nan, f"bad composition: {exc}"
+        if energy_per_atom is None or not math.isfinite(float(energy_per_atom)):
+            return math.nan, "no finite energy (relaxation failed)"
+        missing = self.missing_elements(comp)
+        if missing:
+            return math.nan, f"element(s) {', '.join(missing)} not in the reference hull"
+        energy = float(energy_per_atom)
+        if mp2020_needed(relaxer_name, apply_mp2020):
+            energy, reason = mp2020_corrected_energy_per_atom(structure if structure is not None else comp, energy)
+            if reason is not None:
+                return math.nan, reason
+        try:
+            return energy - self.hull_energy_per_atom(comp), None
+        except Exception as exc:  # noqa: BLE001 - e.g. a degenerate reference chemical system
+            return math.nan, f"hull energy failed: {type(exc).__name__}: {exc}"
+
+    def describe(self) -> dict:
+        from plaid.relax import MP2020_COMPATIBLE
+
+        return {
+            **self.source,
+            "n_entries": self.n_entries,
+            "n_elements": len(self.elements),
+            "e_above_hull": "E_sample - E_hull(composition), eV/atom, signed (negative = below the reference hull)",
+            "mp2020_correction": {
+                name: ("not applied (energies already MP2020-compatible)" if ok else
+                       "applied (MaterialsProject2020Compatibility on the MLIP energy)")
+                for name, ok in MP2020_COMPATIBLE.items()
+            },
+        }
+
+
+def mp2020_needed(relaxer_name: str | None, apply_mp2020: bool | None) -> bool:
+    """Whether to add MP2020 corrections: explicit ``apply_mp2020``, else not for MP2020-compatible relaxers."""
+    from plaid.relax import MP2020_COMPATIBLE
+
+    if apply_mp2020 is not None:
+        return bool(apply_mp2020)
+    if relaxer_name is None:
+        return False
+    return not MP2020_COMPATIBLE.get(relaxer_name.lower(), True)
+
+
+def mp2020_corrected_energy_per_atom(structure_or_composition, energy_per_atom: float) -> tuple[float, str | None]:
+    """Energy per atom with MaterialsProject2020Compatibility corrections, as if from an MP-style VASP run.
+
+    The entry is declared GGA+U with MP's U values when the most electronegative element is O or F and the
+    composition has a U element (MPRelaxSet), else GGA; the POTCAR check is skipped (no VASP run).
+    Returns (NaN, reason) when the compatibility scheme rejects the entry.
+    """
+    from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
+    from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
+
+    compat = _mp2020()
+    structure = structure_or_composition if hasattr(structure_or_composition, "lattice") else None
+    comp = structure.composition if structure is not None else structure_or_composition
+    elements = sorted(comp.elements, key=lambda el: el.X)
+    u_values = compat.u_settings.get(elements[-1].symbol, {})
+    hubbards = {el.symbol: float(u_values[el.symbol]) for el in comp.elements if el.symbol in u_values}
+    params = {"run_type": "GGA+U" if hubbards else "GGA", "hubbards": hubbards, "software": "plaid-mlip"}
+    energy = energy_per_atom * comp.num_atoms
+    entry = (ComputedStructureEntry(structure, energy, parameters=params) if structure is not None
+             else ComputedEntry(comp, energy, parameters=params))
+    try:
+        processed = compat.process_entry(entry, on_error="raise")
+    except Exception as exc:  # noqa: BLE001
+        return math.nan, f"MP2020 correction failed: {type(exc).__name__}: {exc}"
+    if processed is None:
+        return math.nan, "MP2020 compatibility rejected the entry"
+    assert isinstance(compat, MaterialsProject2020Compatibility)
+    return processed.energy_per_atom, None
+
+
+_COMPAT = None
+
+
+def _mp2020():
+    global _COMPAT
+    if _COMPAT is None:
+        from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
+
+        _COMPAT = MaterialsProject2020Compatibility(check_potcar=False)
+    return _COMPAT
+
+
+def _entries_from_pickle(path: Path) -> tuple[list, str]:
+    with _open(path) as fh:
+        obj = pickle.load(fh)  # noqa: S301 - a file the user chose to trust
+    if hasattr(obj, "all_entries"):  # PhaseDiagram / PatchedPhaseDiagram
+        return list(obj.all_entries), type(obj).__name__
+    if isinstance(obj, list | tuple):
+        return [_decode_entry(e) for e in obj], "entries"
+    raise ValueError(f"{path}: expected a pickled (Patched)PhaseDiagram or list of entries, got {type(obj).__name__}")
+
+
+def _default_hull_path() -> Path | None:
+    from plaid.paths import cache_dir, data_dir
+
+    for root in (data_dir(), cache_dir() / "hulls", cache_dir()):
+        if root is None:
+            continue
+        for candidate in (root / "mp" / MP_PPD_NAME, root / MP_PPD_NAME):
+            if candidate.exists():
+                return candidate
+    return None
+
+
+def load_hull(path: str | os.PathLike | None = None, *, reference_csv: str | os.PathLike | None = None,
+              elemental_refs: str | os.PathLike | None = None, formation_energy_column: str | None = None,
+              url: str | None = None, sha256: str | None = None) -> ReferenceHull:
+    """Load a reference hull (see the module docstring for the accepted sources and their precedence)."""
+    if url is not None:
+        path = download(url, sha256, filename=MP_PPD_NAME if url == MP_PPD_URL else None)
+    if path is None and reference_csv is None:
+        path = _default_hull_path()
+        if path is None:
+            raise FileNotFoundError(
+                f"no reference hull: pass path= ({MP_PPD_NAME} or MP entries .json.gz), url= (e.g. MP_PPD_URL, "
+                f"downloaded into the cache), or reference_csv= with formation energies for an offline hull")
+    if path is not None:
+        path = Path(path)
+        name = path.name.lower()
+        if name.endswith((".pkl", ".pkl.gz", ".pickle", ".pickle.gz")):
+            entries, kind = _entries_from_pickle(path)
+        elif name.endswith((".json", ".json.gz")):
+            entries, kind = read_entries(path), "entries"
+        else:
+            raise ValueError(f"{path}: unknown hull file type (expected .pkl.gz or .json.gz)")
+        source = {"hull": f"{kind} from {path.name}", "path": str(path), "sha256": sha256_of(path)}
+        if url is not None:
+            source["url"] = url
+        if elemental_refs is not None:
+            refs = read_elemental_refs(elemental_refs)
+            have = {next(iter(e.composition.elements)).symbol for e in entries if len(e.composition.elements) == 1}
+            entries = entries + [e for el, e in refs.items() if el not in have]
+            source["elemental_refs"] = str(elemental_refs)
+        return ReferenceHull(entries, source)
+
+    refs_path = Path(elemental_refs) if elemental_refs is not None else _default_elemental_refs()
+    if refs_path is None:
+        raise FileNotFoundError(f"an offline hull from reference_csv needs elemental_refs= ({MP_ELEMENTAL_REFS_NAME})")
+    refs = read_elemental_refs(refs_path)
+    entries, info = entries_from_formation_energies(reference_csv, refs, formation_energy_column)
+    source = {
+        "hull": f"offline: formation energies from {Path(reference_csv).name} + MP elemental references",
+        "reference_csv": str(reference_csv),
+        "elemental_refs": str(refs_path),
+        **info,
+    }
+    return ReferenceHull(entries + list(refs.values()), source)
