@@ -1,0 +1,142 @@
+"""``plaid sample``: draw crystals from a trained model into a resumable JSONL file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sample",
+        help="sample crystals from a trained model (unconditional, conditional, prompt file, Z scan, infill)",
+        description=(
+            "Sample crystal texts from a model (LoRA adapter, merged or from-scratch directory), decode each with "
+            "the representation's decoder and append one record per sample to --out (JSONL). Re-running with the "
+            "same --out resumes: samples already written are skipped, none is duplicated."
+        ),
+    )
+    p.add_argument("--model", required=True, help="adapter, merged or from-scratch model directory")
+    p.add_argument("--representation", default="wyckoff", choices=("wyckoff", "coords", "cif"))
+    p.add_argument("--num-samples", type=int, default=1, help="samples per request (per Z in a Z scan)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", required=True, help="output JSONL (appended; resumes)")
+    p.add_argument("--constrained", action="store_true", help="grammar-constrained decoding (wyckoff, infill)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0, help="0 = off")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="default: 512 wyckoff, 1024 coords, 2048 cif, 8 infill")
+    cond = p.add_argument_group("conditions (any subset; the training prompts' wording)")
+    cond.add_argument("--formula", help="reduced formula, e.g. BaTiO3")
+    cond.add_argument("--composition", help="cell composition, e.g. Ba2Ti2O6")
+    cond.add_argument("--spacegroup", help="space group number or Hermann-Mauguin symbol")
+    cond.add_argument("--z", type=int, help="formula units per cell")
+    cond.add_argument("--formation-energy", type=float, help="eV/atom")
+    cond.add_argument("--band-gap", type=float, help="eV")
+    cond.add_argument("--e-hull", type=float, help="eV/atom")
+    p.add_argument("--prompt-file", help="CSV/JSONL of requests (columns: id, num_samples, conditions, masked_text, z_scan)")
+    p.add_argument("--z-scan", action="store_true", help="with --formula: try Z = 1, 2, 3, 4, 6, 8 until a valid structure")
+    p.add_argument("--zscan-valid", choices=("structural", "parsed"), default="structural",
+                   help="what stops a Z scan: CDVAE structural validity (default) or just decoding")
+    p.add_argument("--infill", help="crystal text file (or CIF with --mask-element) to infill; [MASK] marks the element")
+    p.add_argument("--mask-element", help="with --infill: element of the structure/text to replace by [MASK]")
+    p.add_argument("--until-parsed", type=int, help="resample until this many samples per request decode")
+    p.add_argument("--max-attempts", type=int, help="with --until-parsed: attempts cap per request (default 10x)")
+    p.add_argument("--max-atoms", type=int, default=256, help="constrained: most atoms in a cell")
+    p.add_argument("--cif-dir", help="also write each parsed structure as <sample_id>.cif here")
+    p.add_argument("--extxyz", help="also write all parsed structures to this extxyz file")
+    p.add_argument("--backend", choices=("hf", "vllm"), default="hf")
+    p.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
+    p.add_argument("--merge", action="store_true", help="merge the LoRA adapter before sampling (faster)")
+    p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base (QLoRA inference)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def build_requests(args):
+    from pathlib import Path
+
+    from ..representations import MASK, get
+    from .requests import RequestError, make_request, read_prompt_file
+
+    conditions = {
+        "formula": args.formula,
+        "composition": args.composition,
+        "spacegroup": args.spacegroup,
+        "z": args.z,
+        "formation_energy": args.formation_energy,
+        "band_gap": args.band_gap,
+        "e_hull": args.e_hull,
+    }
+    given = {k: v for k, v in conditions.items() if v is not None}
+    if args.prompt_file:
+        if given or args.infill or args.z_scan:
+            raise RequestError("--prompt-file holds the conditions; do not combine it with condition flags")
+        return read_prompt_file(args.prompt_file, default_num_samples=args.num_samples)
+    if args.infill:
+        if given or args.z_scan:
+            raise RequestError("--infill takes no conditions")
+        path = Path(args.infill)
+        if not path.is_file():
+            raise RequestError(f"--infill file {path} does not exist")
+        rep = get(args.representation)
+        text = path.read_text()
+        if path.suffix.lower() == ".cif":
+            from pymatgen.core import Structure
+
+            text = rep.encode(Structure.from_file(path))
+        if args.mask_element:
+            if args.mask_element not in rep.elements(text):
+                raise RequestError(f"element {args.mask_element} is not in {path}")
+            text = rep.mask_element(text, args.mask_element)
+        if MASK not in text:
+            raise RequestError(f"{path} holds no {MASK}; pass --mask-element")
+        return [make_request("infill", num_samples=args.num_samples, masked_text=text)]
+    if args.z_scan:
+        return [make_request("zscan", given, args.num_samples, z_scan=True)]
+    return [make_request("conditional" if given else "unconditional", given, args.num_samples)]
+
+
+def run(args) -> int:
+    from .generate import SamplingParams, load_backend
+    from .requests import RequestError
+    from .run import SampleConfig, Sampler, export_structures
+
+    try:
+        requests = build_requests(args)
+        params = SamplingParams(args.temperature, args.top_p, args.top_k, args.max_new_tokens)
+        if args.batch_size < 1:
+            raise RequestError("--batch-size must be >= 1")
+        if args.constrained and args.representation != "wyckoff" and any(r.task != "infill" for r in requests):
+            raise RequestError("--constrained is implemented for --representation wyckoff (and infilling)")
+        config = SampleConfig(
+            representation=args.representation,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            params=params,
+            constrained=args.constrained,
+            until_parsed=args.until_parsed,
+            max_attempts=args.max_attempts,
+            grammar_options={"max_atoms": args.max_atoms},
+            zscan_valid=args.zscan_valid,
+        )
+        Sampler(None, config).check(requests)  # every request error before the model is even loaded
+    except (RequestError, ValueError) as exc:
+        print(f"plaid sample: error: {exc}", file=sys.stderr)
+        return 2
+    backend = load_backend(args.model, args.backend, device=args.device, merge=args.merge,
+                           load_in_4bit=args.load_in_4bit)
+    sampler = Sampler(backend, config)
+    summary = sampler.run(requests, args.out, progress=not args.no_progress)
+    if args.cif_dir or args.extxyz:
+        from ..io import read_jsonl
+
+        summary["exported"] = export_structures(read_jsonl(args.out), args.cif_dir, args.extxyz)
+    print(json.dumps(summary, indent=2))
+    return 0
+

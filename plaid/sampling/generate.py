@@ -1,0 +1,240 @@
+"""Generation backends: Hugging Face ``generate`` (default) and vLLM (optional extra).
+
+Both take a batch of prompts with one seed per row and return one ``Generation`` per row. With the HF backend each
+row is sampled from its own ``torch.Generator`` (``RowSampler``: temperature, top-k, top-p, then a draw), so a
+sample depends on its (prompt, seed) and not on which other prompts share its batch; ``generate`` itself runs
+greedy over the sampler's one-hot scores, with left padding and the KV cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_NEW_TOKENS = {"wyckoff": 512, "coords": 1024, "cif": 2048}
+INFILL_MAX_NEW_TOKENS = 8
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int | None = None  # None: DEFAULT_MAX_NEW_TOKENS[representation]
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0 (0 = greedy)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.top_k < 0:
+            raise ValueError("top_k must be >= 0 (0 = off)")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be positive")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Generation:
+    text: str
+    num_tokens: int
+    finished: bool  # ended with EOS (False: stopped at max_new_tokens)
+    constraint_failed: bool = False
+
+
+class RowSampler:
+    """Logits processor that samples every row with its own generator and returns scores whose argmax is the
+    sampled token (greedy ``generate`` then emits it). Temperature 0 is greedy."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_k: int, top_p: float, device):
+        import torch
+
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        gen_device = torch.device(device)
+        self.generators = [torch.Generator(device=gen_device).manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.temperature == 0:
+            return scores
+        logits = scores.float() / self.temperature
+        if self.top_k and self.top_k < logits.shape[-1]:
+            kth = torch.topk(logits, self.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if self.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+            cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+            remove = cumulative <= (1 - self.top_p)
+            remove[:, -1] = False  # keep at least the most likely token
+            logits = logits.masked_fill(remove.scatter(1, order, remove), float("-inf"))
+        probs = logits.softmax(dim=-1)
+        out = torch.full_like(scores, float("-inf"))
+        for i, gen in enumerate(self.generators):
+            choice = torch.multinomial(probs[i], 1, generator=gen)
+            out[i, choice] = 0.0
+        return out
+
+
+class HFBackend:
+    """Batched generation with a transformers model (adapter, merged or from-scratch; see load_for_inference)."""
+
+    name = "hf"
+
+    def __init__(self, model, tokenizer, model_path: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_path = model_path
+        self.tokenizer.padding_side = "left"
+        self._trie = None
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None, merge: bool = False, load_in_4bit: bool = False):
+        from ..training.model import load_for_inference
+
+        model, tokenizer = load_for_inference(path, device=device, merge=merge, load_in_4bit=load_in_4bit)
+        return cls(model, tokenizer, str(path))
+
+    @property
+    def trie(self):
+        if self._trie is None:
+            from .constrained import TokenTrie
+
+            self._trie = TokenTrie(self.tokenizer)
+        return self._trie
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def generate(
+        self, prompts: Sequence[str], seeds: Sequence[int], params: SamplingParams, grammars: Sequence | None = None
+    ) -> list[Generation]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        tok = self.tokenizer
+        enc = tok(list(prompts), return_tensors="pt", padding=True)
+        enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        processors = []
+        constraint = None
+        if grammars is not None:
+            from .constrained import GrammarLogitsProcessor
+
+            constraint = GrammarLogitsProcessor(grammars, self.trie, params.max_new_tokens)
+            processors.append(constraint)
+        processors.append(RowSampler(seeds, params.temperature, params.top_k, params.top_p, self.device))
+        config = GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=tok.bos_token_id,
+        )
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc, generation_config=config, logits_processor=LogitsProcessorList(processors)
+            )
+        new = out[:, enc["input_ids"].shape[1] :].tolist()
+        failed = set(constraint.failures) if constraint else set()
+        results = []
+        for i, ids in enumerate(new):
+            finished = tok.eos_token_id in ids
+            if finished:
+                ids = ids[: ids.index(tok.eos_token_id)]
+            ids = [t for t in ids if t != tok.pad_token_id]
+            text = tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            results.append(Generation(text, len(ids) + int(finished), finished, i in failed))
+        return results
+
+
+class VLLMBackend:
+    """vLLM engine (``pip install plaid[vllm]``): a LoRA adapter is served without merging, with
+    ``max_lora_rank`` read from its adapter_config.json."""
+
+    name = "vllm"
+
+    def __init__(self, path: str | Path, **engine_kwargs):
+        try:
+            import vllm
+        except ImportError:
+            raise ImportError(
+                "the vllm backend needs vLLM: pip install 'plaid[vllm]' (or use --backend hf)"
+            ) from None
+        from ..training.model import adapter_base, is_adapter_dir
+
+        self._vllm = vllm
+        self.model_path = str(path)
+        self.lora = None
+        if is_adapter_dir(path):
+            import json
+
+            config = json.loads((Path(path) / "adapter_config.json").read_text())
+            base = adapter_base(path)
+            rank = int(config.get("r", 16))
+            self.llm = vllm.LLM(model=base, tokenizer=str(path), enable_lora=True, max_lora_rank=_lora_rank(rank),
+                                **engine_kwargs)
+            from vllm.lora.request import LoRARequest
+
+            self.lora = LoRARequest("plaid", 1, str(path))
+        else:
+            self.llm = vllm.LLM(model=str(path), **engine_kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self._trie = None
+
+    def generate(self, prompts, seeds, params: SamplingParams, grammars=None) -> list[Generation]:
+        sampling = []
+        for i, seed in enumerate(seeds):
+            kwargs = dict(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or -1,
+                          max_tokens=params.max_new_tokens, seed=int(seed))
+            if grammars is not None:
+                from .constrained import TokenTrie, VLLMGrammarProcessor
+
+                if self._trie is None:
+                    self._trie = TokenTrie(self.tokenizer)
+                kwargs["logits_processors"] = [VLLMGrammarProcessor(grammars[i], self._trie, params.max_new_tokens)]
+            try:
+                sampling.append(self._vllm.SamplingParams(**kwargs))
+            except TypeError as exc:
+                raise RuntimeError(
+                    "this vLLM version does not accept per-request logits processors; use --backend hf for "
+                    "--constrained"
+                ) from exc
+        outputs = self.llm.generate(list(prompts), sampling, lora_request=self.lora, use_tqdm=False)
+        results = []
+        for out in outputs:
+            o = out.outputs[0]
+            results.append(Generation(o.text, len(o.token_ids), o.finish_reason == "stop"))
+        return results
+
+
+def _lora_rank(rank: int) -> int:
+    """vLLM accepts max_lora_rank from a fixed set; the smallest one >= the adapter's rank."""
+    for allowed in (8, 16, 32, 64, 128, 256, 320, 512):
+        if rank <= allowed:
+            return allowed
+    return rank
+
+
+def load_backend(path: str | Path, backend: str = "hf", device: str | None = None, merge: bool = False,
+                 load_in_4bit: bool = False):
+    if backend == "hf":
+        return HFBackend.load(path, device=device, merge=merge, load_in_4bit=load_in_4bit)
+    if backend == "vllm":
+        return VLLMBackend(path)
+    raise ValueError(f"unknown backend {backend!r}; choose hf or vllm")
+
+
+def timed_generate(backend, prompts, seeds, params, grammars=None) -> tuple[list[Generation], float]:
+    start = time.perf_counter()
+    result = backend.generate(prompts, seeds, params, grammars)
+    return result, time.perf_counter() - start
