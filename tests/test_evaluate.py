@@ -275,3 +275,33 @@ def test_evaluate_csp(setup, perov_csv):
     assert [r["matched_at_3"] for r in targets_rows] == ["True", "True", "False", "False"]
     assert targets_rows[2]["n_candidates"] == "3"
     assert math.isclose(report["metrics"]["n=3"]["n_matched"], 2)
+
+
+@pytest.mark.slow
+def test_relaxation_and_offline_hull(setup):
+    """CHGNet relaxation (3 FIRE steps) of the valid samples and E_hull against the offline hull built from the
+    reference's formation energies (perov_5 heat_ref) + MP elemental references."""
+    rows_in = [
+        json.loads(line)
+        for line in (setup / "samples.jsonl").read_text().splitlines()
+        if line.startswith("{") and line.endswith("}")
+    ]
+    small = setup / "small.jsonl"
+    small.write_text("\n".join(json.dumps(r) for r in rows_in if r["sample_id"] in (5, 13, 15)) + "\n")
+    out = setup / "out_relax"
+    cfg = EvaluationConfig(
+        dataset="perov_5", relaxer="chgnet", max_steps=3, crystallm_checks=False, plots=False
+    )
+    report = evaluate(small, setup / "train.csv", out, cfg)
+    rows = {r["sample_id"]: r for r in read_structures_csv(out / "structures.csv")}
+    assert rows["5"]["relax_status"] in ("converged", "max_steps")
+    assert math.isfinite(float(rows["5"]["energy_per_atom"])) and math.isfinite(float(rows["5"]["e_hull"]))
+    assert (
+        rows["13"]["e_hull"] == "" and rows["15"]["e_hull"] == ""
+    )  # unparsed / charge-imbalanced: not relaxed
+    assert rows["15"]["e_hull_reason"].startswith("invalid")
+    assert report["relaxer"]["name"] == "chgnet" and report["relaxer"]["max_steps"] == 3
+    assert report["hull"]["hull"].startswith("offline") and report["hull_default"] is True
+    assert report["counts"]["with_e_hull"] == 1 and report["stable_rate"] in (0.0, 1 / 3)
+    assert report["counts"]["relax_status"] == {rows["5"]["relax_status"]: 1}
+    assert (out / "relax.jsonl").exists()

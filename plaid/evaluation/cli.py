@@ -32,6 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--relaxer-model", default=None, help="model path (m3gnet)")
     p.add_argument("--fmax", type=float, default=0.1)
     p.add_argument("--max-steps", type=int, default=500)
+    p.add_argument("--relax-timeout", type=float, default=None, help="seconds per structure")
     p.add_argument(
         "--hull", default=None, help="reference hull file; default: offline hull from the reference CSV"
     )
@@ -86,6 +87,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         relaxer_model_path=args.relaxer_model,
         fmax=args.fmax,
         max_steps=args.max_steps,
+        relax_timeout_s=args.relax_timeout,
         hull=args.hull,
         stable_threshold=args.stable_threshold,
         coverage_reference=args.coverage_reference,

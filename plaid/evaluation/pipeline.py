@@ -397,6 +397,25 @@ def _energies(
     from plaid.hull import load_hull
     from plaid.relax import get_relaxer
 
+    try:
+        if cfg.hull is None:
+            hull = load_hull(
+                None, reference_csv=reference.path
+            )  # offline: reference formation energies + MP refs
+        else:
+            hull = load_hull(cfg.hull)
+    except Exception as exc:  # noqa: BLE001 - no hull: energies cannot become E_hull; say so, do not relax
+        reason = f"no reference hull: {type(exc).__name__}: {exc}"
+        log.warning("%s; skipping relaxation (pass --hull)", reason)
+        for s in samples:
+            rows[s.sample_id]["e_hull_reason"] = reason
+        return {
+            "computed": False,
+            "source": reason,
+            "relaxer": None,
+            "hull": None,
+            "hull_default": cfg.hull is None,
+        }
     relaxer = get_relaxer(
         cfg.relaxer,
         model_path=cfg.relaxer_model_path,
@@ -404,7 +423,6 @@ def _energies(
         max_steps=cfg.max_steps,
         timeout_s=cfg.relax_timeout_s,
     )
-    hull = load_hull(cfg.hull, reference_csv=reference.path) if cfg.hull is None else load_hull(cfg.hull)
     todo = [s for s, v in zip(samples, valid) if v]
     results = relaxer.relax(
         [s.structure for s in todo], [str(s.sample_id) for s in todo], out_path=out_dir / "relax.jsonl"
