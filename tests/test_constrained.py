@@ -173,7 +173,10 @@ def tiny_backend(tmp_path_factory):
 
     torch.manual_seed(0)
     path = create_local_model("plaid-tiny-llama", build_tokenizer("wyckoff"), tmp_path_factory.mktemp("tiny"))
-    return HFBackend.load(path, device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model on a shared CPU: one thread is fastest
+    yield HFBackend.load(path, device="cpu")
+    torch.set_num_threads(threads)
 
 
 def test_token_strings_of_domain_tokenizer(tiny_backend):
