@@ -30,10 +30,10 @@ def _perturbed(s: Structure, rng, sigma=0.02, strain=0.01, supercell=False, shuf
 
 @pytest.fixture(scope="module")
 def mixed_set(perov_structures, carbon_structures):
-    """~230 samples: distinct perovskites and carbons, perturbed / supercell / reordered duplicates of them,
+    """~220 samples: distinct perovskites and carbons, perturbed / supercell / reordered duplicates of them,
     strongly distorted near-duplicates, and None (invalid) entries; a reference overlapping part of them."""
     rng = np.random.default_rng(0)
-    base = list(perov_structures[:110]) + list(carbon_structures[:30])
+    base = list(perov_structures[:110]) + list(carbon_structures[:20])
     samples: list = list(base)
     for i in rng.choice(len(base), 50, replace=False):
         samples.append(_perturbed(base[i], rng, supercell=bool(i % 3 == 0)))
@@ -42,7 +42,7 @@ def mixed_set(perov_structures, carbon_structures):
     samples += [None] * 5
     order = rng.permutation(len(samples))
     samples = [samples[i] for i in order]
-    reference = list(perov_structures[80:200]) + list(carbon_structures[20:60])
+    reference = list(perov_structures[80:200]) + list(carbon_structures[15:35])
     reference += [_perturbed(s, rng) for s in perov_structures[60:70]]
     return samples, reference
 
