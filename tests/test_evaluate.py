@@ -59,6 +59,8 @@ def _record(sid, structure=None, **extra):
         "cif": decoded.to(fmt="cif"),
         "representation": "wyckoff",
         "gen_time_s": 2.0,
+        "model": "tiny-plaid",
+        "run_seed": 7,
         **extra,
     }
 
@@ -153,6 +155,7 @@ def test_cli_end_to_end(setup):
         settings["structural_validity"]["min_distance_A"] == 0.5 and settings["spacegroup"]["symprec"] == 0.1
     )
     assert report["package_versions"]["pymatgen"] and "denominators" in report
+    assert report["model_version"] == "tiny-plaid" and report["seeds"]["generation_run_seeds"] == [7]
     for png in ("spacegroups.png", "e_hull.png", "density.png", "num_elements.png"):
         assert (out / png).stat().st_size > 1000
 

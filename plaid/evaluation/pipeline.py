@@ -649,7 +649,12 @@ def _report(
             "n_fingerprint_failed": int((~ref_fp["ok"]).sum()),
         },
         "model_version": cfg.model_version or _model_version(samples),
-        "seeds": {"evaluation": None, "note": "the evaluation is deterministic: no sampling or subsampling"},
+        "seeds": {
+            "evaluation": None,
+            "note": "the evaluation is deterministic: no sampling or subsampling",
+            "generation_run_seeds": generation_metadata(samples).get("run_seed", []),
+        },
+        "generation": generation_metadata(samples),
         "package_versions": package_versions(),
         "failures": {
             "parse_errors": _tally(_short(s.error) for s in samples if s.structure is None),
@@ -686,8 +691,20 @@ def _tally(values) -> dict:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def _model_version(samples: list[Sample]) -> str:
-    return "unknown (not recorded in the sample file; pass --model-version)"
+def _model_version(samples: list[Sample]) -> str | list[str]:
+    models = sorted({str(s.meta["model"]) for s in samples if s.meta.get("model")})
+    if not models:
+        return "unknown (not recorded in the sample file; pass --model-version)"
+    return models[0] if len(models) == 1 else models
+
+
+def generation_metadata(samples: list[Sample]) -> dict:
+    """Distinct values of each generation setting recorded in the samples (model, run_seed, temperature...)."""
+    out: dict = {}
+    for s in samples:
+        for k, v in s.meta.items():
+            out.setdefault(k, set()).add(json.dumps(v, sort_keys=True))
+    return {k: [json.loads(v) for v in sorted(vs)] for k, vs in out.items()}
 
 
 def package_versions() -> dict:

@@ -24,6 +24,10 @@ class Sample:
     gen_time_s: float | None = None
     conditions: dict = field(default_factory=dict)
     material_id: str | None = None
+    meta: dict = field(default_factory=dict)  # generation metadata for the report (model, run_seed, sampling)
+
+
+META_KEYS = ("model", "backend", "run_seed", "temperature", "top_p", "top_k", "constrained", "max_new_tokens")
 
 
 def structure_from_cif(cif: str) -> Structure:
@@ -49,6 +53,7 @@ def _sample_from_record(record: dict, position: int) -> Sample:
         gen_time_s=float(gen_time) if isinstance(gen_time, int | float) else None,
         conditions=conditions,
         material_id=record.get("material_id") or conditions.get("material_id"),
+        meta={k: record[k] for k in META_KEYS if record.get(k) is not None},
     )
     cif = record.get("cif")
     if record.get("parsed") is False or (not cif and record.get("error")):
