@@ -210,3 +210,12 @@ def test_stability_rates_over_all_samples():
     assert (t10["n_stable"], t10["n_sun"]) == (4, 2)
     assert t0["time_per_sun_s"] == 8.0 and t8["time_per_sun_s"] == 4.0
     assert stability_rates([0.0], [True], [True], [True])["thresholds"]["0"]["time_per_sun_s"] is None
+
+
+def test_fingerprint_stage_parallel_equals_serial(perov_structures, tmp_path):
+    structures = [perov_structures[i] for i in (5, 6, 7)] + [None]
+    ids = ["a", "b", "c", "d"]
+    serial = compute_fingerprints(structures, ids, tmp_path / "s.jsonl")
+    parallel = compute_fingerprints(structures, ids, tmp_path / "p.jsonl", n_jobs=2)
+    assert serial == parallel
+    assert [line.count('"sample_id"') for line in (tmp_path / "p.jsonl").read_text().splitlines()] == [1] * 4
