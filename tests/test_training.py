@@ -54,9 +54,13 @@ def _losses(log_history, key="loss"):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "recipes" / "configs")))
 def test_every_config_parses_strictly(config):
-    script_args, training_args, model_args, plaid_args = parse_recipe_config(
-        _recipe(config), config, *_cpu_overrides()
-    )
+    overrides = _cpu_overrides()
+    if config.name.startswith("align"):  # plaid align's own strict loader; its DPO recipe config must parse too
+        from plaid.preferences.align import AlignConfig
+
+        align = AlignConfig.from_yaml(config)
+        config, overrides = ROOT / align.dpo_config, overrides + list(align.dpo_overrides)
+    script_args, training_args, model_args, plaid_args = parse_recipe_config(_recipe(config), config, *overrides)
     assert training_args.output_dir
     assert plaid_args.representation in ("wyckoff", "coords", "cif")
     assert plaid_args.dataset_source or plaid_args.preference_dataset
