@@ -215,6 +215,15 @@ def test_resume_after_interruption(setup, monkeypatch):
     assert calls == {"checks": 18 - 5, "fp": 18 - 8}
     assert read_structures_csv(out / "structures.csv") == first_rows
     assert len((out / "checks.jsonl").read_text().splitlines()) == 18
+    # a changed setting invalidates the stages it feeds: checks are recomputed, results set aside as .stale
+    calls.update(checks=0, fp=0)
+    evaluate(
+        setup / "samples.jsonl",
+        setup / "train.csv",
+        out,
+        EvaluationConfig(dataset="perov_5", relax=False, plots=False, oxidation_states="icsd24"),
+    )
+    assert calls == {"checks": 18, "fp": 18} and (out / "checks.stale").exists()
 
 
 def test_csv_samples_with_cif_column(setup, perov_csv):

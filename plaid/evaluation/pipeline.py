@@ -226,6 +226,8 @@ def evaluate(
     struct_cut = cfg.struct_cutoff if cfg.struct_cutoff is not None else COVERAGE_CUTOFFS[dataset]["struct"]
     comp_cut = cfg.comp_cutoff if cfg.comp_cutoff is not None else COVERAGE_CUTOFFS[dataset]["comp"]
 
+    _guard_stale_stages(out_dir, samples_path, reference, cov_reference, cfg)
+
     # 1. per-sample checks
     check_cfg = {
         k: getattr(cfg, k)
@@ -361,6 +363,69 @@ def evaluate(
         report["plots"] = write_plots(out_dir, [rows[sid] for sid in ids], ref_summary, cfg.stable_threshold)
         (out_dir / "report.json").write_text(json.dumps(json.loads(dumps(report)), indent=2) + "\n")
     return report
+
+
+STAGE_FILES = {
+    "checks": "checks.jsonl",
+    "fingerprints": "fingerprints.jsonl",
+    "matching": "matching.jsonl",
+    "relax": "relax.jsonl",
+}
+
+
+def _guard_stale_stages(
+    out_dir: Path, samples_path, reference: ReferenceSet, cov_reference: ReferenceSet, cfg: EvaluationConfig
+) -> None:
+    """Resume only what was computed from the same inputs and settings: a stage whose inputs or settings
+    changed since its results were written has its JSONL renamed to ``*.stale`` and is recomputed."""
+    samples_sha = file_sha256(samples_path)
+    settings = {
+        "checks": [
+            samples_sha,
+            cfg.dist_cutoff,
+            cfg.min_volume,
+            cfg.oxidation_states,
+            cfg.symprec,
+            cfg.crystallm_checks,
+            cfg.bond_tolerance,
+        ],
+        "fingerprints": [
+            samples_sha,
+            cfg.coverage_over,
+            cfg.fingerprint_timeout_s,
+            cfg.dist_cutoff,
+            cfg.min_volume,
+            cfg.oxidation_states,
+        ],
+        "matching": [
+            samples_sha,
+            reference.sha256,
+            cfg.matcher,
+            cfg.dist_cutoff,
+            cfg.min_volume,
+            cfg.oxidation_states,
+        ],
+        "relax": [
+            samples_sha,
+            cfg.relaxer,
+            cfg.relaxer_model_path,
+            cfg.fmax,
+            cfg.max_steps,
+            cfg.relax_timeout_s,
+        ],
+    }
+    path = out_dir / "stages.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    for stage, value in settings.items():
+        value = json.loads(json.dumps(value))
+        stage_file = out_dir / STAGE_FILES[stage]
+        if stage in previous and previous[stage] != value and stage_file.exists():
+            log.warning("%s: inputs or settings changed since it was written; recomputing", stage_file.name)
+            stage_file.replace(stage_file.with_suffix(".stale"))
+        elif stage not in previous and stage_file.exists():
+            log.warning("%s has no recorded settings; recomputing", stage_file.name)
+            stage_file.replace(stage_file.with_suffix(".stale"))
+    path.write_text(json.dumps(json.loads(json.dumps(settings)), indent=1) + "\n")
 
 
 def _crystallm_valid(row: dict) -> bool:
