@@ -11,6 +11,7 @@ never recomputed. The end-of-sequence token is allowed only when the text is com
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 
 from transformers import LogitsProcessor
@@ -152,6 +153,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
         self.done = [False] * len(self.grammars)
         self.failures: list[int] = []
         self.prompt_len: int | None = None
+        self.seconds = 0.0  # time spent in this processor (the constraint's own cost)
         need = max(s.u for s in self.states)
         if need > max_new_tokens:
             raise ValueError(
@@ -177,6 +179,12 @@ class GrammarLogitsProcessor(LogitsProcessor):
             self.states[i] = state
 
     def __call__(self, input_ids, scores):
+        start = time.perf_counter()
+        out = self._mask(input_ids, scores)
+        self.seconds += time.perf_counter() - start
+        return out
+
+    def _mask(self, input_ids, scores):
         import torch
 
         batch, length = input_ids.shape

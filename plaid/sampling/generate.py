@@ -50,15 +50,17 @@ class Generation:
 
 
 class RowSampler:
-    """Logits processor that samples every row with its own generator and returns scores whose argmax is the
-    sampled token (greedy ``generate`` then emits it). Temperature 0 is greedy."""
+    """Logits processor that samples every row from its own random stream and returns scores whose argmax is the
+    sampled token (greedy ``generate`` then emits it). Temperature 0 is greedy.
 
-    def __init__(self, seeds: Sequence[int], temperature: float, top_k: int, top_p: float, device):
-        import torch
+    Each row draws one uniform number per step from ``random.Random(seed)`` and inverts the cumulative
+    distribution (float64), so a sample depends only on its seed and its own probabilities, on any device."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_k: int, top_p: float, device=None):
+        import random
 
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
-        gen_device = torch.device(device)
-        self.generators = [torch.Generator(device=gen_device).manual_seed(int(s)) for s in seeds]
+        self.rngs = [random.Random(int(s)) for s in seeds]
 
     def __call__(self, input_ids, scores):
         import torch
@@ -75,12 +77,12 @@ class RowSampler:
             remove = cumulative <= (1 - self.top_p)
             remove[:, -1] = False  # keep at least the most likely token
             logits = logits.masked_fill(remove.scatter(1, order, remove), float("-inf"))
-        probs = logits.softmax(dim=-1)
+        cdf = logits.softmax(dim=-1).double().cumsum(dim=-1)
+        u = torch.tensor([r.random() for r in self.rngs], dtype=torch.float64, device=scores.device)
+        target = (u * cdf[:, -1]).unsqueeze(1)
+        choice = torch.searchsorted(cdf, target, right=True).clamp_(max=scores.shape[-1] - 1)
         out = torch.full_like(scores, float("-inf"))
-        for i, gen in enumerate(self.generators):
-            choice = torch.multinomial(probs[i], 1, generator=gen)
-            out[i, choice] = 0.0
-        return out
+        return out.scatter_(1, choice, 0.0)
 
 
 class HFBackend:
@@ -94,6 +96,7 @@ class HFBackend:
         self.model_path = model_path
         self.tokenizer.padding_side = "left"
         self._trie = None
+        self.last_constraint_seconds = 0.0  # time the grammar took in the last generate call
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, merge: bool = False, load_in_4bit: bool = False):
@@ -146,6 +149,7 @@ class HFBackend:
             )
         new = out[:, enc["input_ids"].shape[1] :].tolist()
         failed = set(constraint.failures) if constraint else set()
+        self.last_constraint_seconds = constraint.seconds if constraint else 0.0
         results = []
         for i, ids in enumerate(new):
             finished = tok.eos_token_id in ids

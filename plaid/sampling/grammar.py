@@ -73,6 +73,7 @@ def _units(value: float, decimals: int, up: bool) -> int:
     return math.ceil(x - 1e-9) if up else math.floor(x + 1e-9)
 
 
+@lru_cache(maxsize=1 << 16)
 def number_prefix_ok(buf: str, lo: float, hi: float, int_digits: int, decimals: int) -> bool:
     """Whether ``buf`` starts a fixed-point number (1..``decimals`` decimals, at most ``int_digits`` integer digits,
     no leading zeros) that can end inside [lo, hi]."""
@@ -104,6 +105,7 @@ def number_prefix_ok(buf: str, lo: float, hi: float, int_digits: int, decimals: 
     return any(max(a * scale, lo_u) <= min(b * scale + scale - 1, hi_u) for a, b in ranges)
 
 
+@lru_cache(maxsize=1 << 16)
 def number_complete(buf: str, lo: float, hi: float, decimals: int) -> bool:
     if "." not in buf:
         return False
@@ -250,7 +252,9 @@ class SiteCounter:
 class _Ctx:
     """Everything fixed by the lines written so far (shared by the states of one line)."""
 
-    __slots__ = ("formula", "elements", "sg", "slots", "lengths", "angles", "matrix", "rem", "used", "avail", "cache")
+    __slots__ = (
+        "formula", "elements", "sg", "slots", "orbits", "lengths", "angles", "matrix", "rem", "used", "avail", "cache"
+    )
 
     def __init__(self, **kw):
         for k in self.__slots__:
@@ -587,13 +591,13 @@ def _step_sg(g: WyckoffGrammar, s: State, ch: str) -> State | None:
     if ch == "\n" and s.buf and int(s.buf) in orbits:
         sg = int(s.buf)
         slots = group_slots(sg)
-        ctx = s.ctx.replace(sg=sg, slots=slots)
+        ctx = s.ctx.replace(sg=sg, slots=slots, orbits=orbits[sg])
         return State(LEN, "", (), None, ctx, 2 * g.lat_line + orbits[sg] * g.orbit_line)
     return None
 
 
 def _orbits_left(g: WyckoffGrammar, ctx: _Ctx) -> int:
-    return g.counter.min_orbits(ctx.sg, (n for _, n in ctx.formula))
+    return ctx.orbits
 
 
 def _step_lattice(g: WyckoffGrammar, s: State, ch: str) -> State | None:
@@ -765,15 +769,51 @@ _STEP = {
     END: _step_end,
 }
 _NUM = DIGITS | {".", " ", "\n"}
+_SPACE = frozenset(" ")
+_DIGITS_SPACE = DIGITS | _SPACE
+
+
+def _next_o_el(s: State) -> frozenset[str]:
+    ctx, buf = s.ctx, s.buf
+    left = [el for el, n in zip(ctx.elements, ctx.rem) if n > 0]
+    if not buf:
+        return frozenset(el[0] for el in left)
+    out = {el[1] for el in left if len(el) == 2 and el[0] == buf}
+    if buf in left:
+        out.add(" ")
+    return frozenset(out)
+
+
+def _next_o_co(s: State) -> frozenset[str]:
+    if s.buf == "":
+        return frozenset("0")
+    if s.buf == "0":
+        return frozenset(".")
+    return DIGITS if s.buf == "0." else _DIGITS_SPACE
+
+
+def _next_o_mu(s: State) -> frozenset[str]:
+    buf, k = s.buf, len(s.buf)
+    out = set()
+    for o in s.aux[1]:
+        m = str(o.mult)
+        if m.startswith(buf):
+            if len(m) > k:
+                out.add(m[k])
+            elif buf:
+                out.add(o.letter)
+    return frozenset(out)
+
+
 _NEXT = {
     F_SYM: lambda s: LETTERS | DIGITS,
     F_CNT: lambda s: DIGITS | {" ", "\n"},
     SG: lambda s: DIGITS | {"\n"},
     LEN: lambda s: _NUM,
     ANG: lambda s: _NUM,
-    O_EL: lambda s: LETTERS | {" "},
-    O_CO: lambda s: DIGITS | {".", " "},
-    O_MU: lambda s: DIGITS | LETTERS,
+    O_EL: _next_o_el,
+    O_CO: _next_o_co,
+    O_MU: _next_o_mu,
     O_END: lambda s: frozenset("\n"),
     END: lambda s: frozenset(),
 }
