@@ -93,41 +93,30 @@ def _base_name(model) -> str:
     return getattr(model.config, "_name_or_path", "")
 
 
-def build_sft_trainer(script_args, training_args, model_args, plaid_args):
-    """The SFTTrainer for a run: tokenizer, model (+ LoRA config), prompt/completion dataset."""
-    from trl import SFTTrainer
+def build_trainer(recipe: str, script_args, training_args, model_args, plaid_args):
+    """The TRL trainer of a run, for both recipes: the same tokenizer/model loading (``prepare``), then the SFT
+    prompt/completion data or the DPO preference pairs, and SFTTrainer or DPOTrainer.
 
+    DPO from an SFT adapter: the policy is that adapter (trainable) and the reference a frozen copy of it on the
+    same base (TRL's "ref" adapter); which model is the reference is checked and logged."""
+    from trl import DPOTrainer, SFTTrainer
+
+    if recipe not in ("sft", "dpo"):
+        raise ValueError(f"unknown recipe {recipe!r}")
     _check_dataset_name(script_args)
-    tokenizer, model, peft_config = prepare(training_args, model_args, plaid_args)
-    with training_args.main_process_first(desc="dataset build"):
-        dataset = sft_dataset(plaid_args, training_args.output_dir)
-    if training_args.completion_only_loss is False:
+    if recipe == "sft" and training_args.completion_only_loss is False:
         logger.warning("completion_only_loss is False: the prompt tokens are trained on too")
-    trainer = SFTTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=dataset[script_args.dataset_train_split],
-        eval_dataset=_eval_split(dataset, script_args, training_args),
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
-    _log_trainable(trainer.model)
-    return trainer
-
-
-def build_dpo_trainer(script_args, training_args, model_args, plaid_args):
-    """The DPOTrainer for a run. From an SFT adapter, the policy is that adapter (trainable) and the reference a
-    frozen copy of it on the same base (TRL's "ref" adapter); which one is the reference is checked and logged."""
-    from trl import DPOTrainer
-
-    _check_dataset_name(script_args)
-    if plaid_args.sft_adapter and model_args.use_peft:
+    if recipe == "dpo" and plaid_args.sft_adapter and model_args.use_peft:
         logger.info(
             "sft_adapter given: the LoRA settings of the SFT adapter are used, not the lora_* options"
         )
     tokenizer, model, peft_config = prepare(training_args, model_args, plaid_args)
-    dataset = preference_dataset(plaid_args)
-    trainer = DPOTrainer(
+    if recipe == "sft":
+        with training_args.main_process_first(desc="dataset build"):
+            dataset = sft_dataset(plaid_args, training_args.output_dir)
+    else:
+        dataset = preference_dataset(plaid_args)
+    trainer = (SFTTrainer if recipe == "sft" else DPOTrainer)(
         model=model,
         args=training_args,
         train_dataset=dataset[script_args.dataset_train_split],
@@ -135,23 +124,37 @@ def build_dpo_trainer(script_args, training_args, model_args, plaid_args):
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    logger.info("DPO reference model: %s", describe_reference(trainer))
+    if recipe == "dpo":
+        logger.info("DPO reference model: %s", describe_reference(trainer))
     _log_trainable(trainer.model)
     return trainer
 
 
-def run_sft(script_args, training_args, model_args, plaid_args) -> Path:
-    """Supervised fine-tuning on prompt/completion rows (loss on the completion, i.e. the crystal text, only)."""
-    trainer = build_sft_trainer(script_args, training_args, model_args, plaid_args)
+def build_sft_trainer(script_args, training_args, model_args, plaid_args):
+    """The SFTTrainer of a run (loss on the completion, i.e. the crystal text, only)."""
+    return build_trainer("sft", script_args, training_args, model_args, plaid_args)
+
+
+def build_dpo_trainer(script_args, training_args, model_args, plaid_args):
+    """The DPOTrainer of a run (reference = frozen copy of the SFT adapter when starting from one)."""
+    return build_trainer("dpo", script_args, training_args, model_args, plaid_args)
+
+
+def train(recipe: str, script_args, training_args, model_args, plaid_args) -> Path:
+    """Build the trainer, train (resuming from the newest checkpoint in output_dir), save; returns output_dir."""
+    trainer = build_trainer(recipe, script_args, training_args, model_args, plaid_args)
     result = trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
-    return finish(trainer, "sft", script_args, training_args, model_args, plaid_args, result)
+    return finish(trainer, recipe, script_args, training_args, model_args, plaid_args, result)
+
+
+def run_sft(script_args, training_args, model_args, plaid_args) -> Path:
+    """Supervised fine-tuning on prompt/completion rows."""
+    return train("sft", script_args, training_args, model_args, plaid_args)
 
 
 def run_dpo(script_args, training_args, model_args, plaid_args) -> Path:
     """DPO on prompt/chosen/rejected pairs; logs rewards/margins and rewards/accuracies."""
-    trainer = build_dpo_trainer(script_args, training_args, model_args, plaid_args)
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(training_args))
-    return finish(trainer, "dpo", script_args, training_args, model_args, plaid_args, result)
+    return train("dpo", script_args, training_args, model_args, plaid_args)
 
 
 def describe_reference(trainer) -> str:
