@@ -55,12 +55,16 @@ def _losses(log_history, key="loss"):
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "recipes" / "configs")))
 def test_every_config_parses_strictly(config):
     overrides = _cpu_overrides()
-    if config.name.startswith("align"):  # plaid align's own strict loader; its DPO recipe config must parse too
+    if config.name.startswith(
+        "align"
+    ):  # plaid align's own strict loader; its DPO recipe config must parse too
         from plaid.preferences.align import AlignConfig
 
         align = AlignConfig.from_yaml(config)
         config, overrides = ROOT / align.dpo_config, overrides + list(align.dpo_overrides)
-    script_args, training_args, model_args, plaid_args = parse_recipe_config(_recipe(config), config, *overrides)
+    script_args, training_args, model_args, plaid_args = parse_recipe_config(
+        _recipe(config), config, *overrides
+    )
     assert training_args.output_dir
     assert plaid_args.representation in ("wyckoff", "coords", "cif")
     assert plaid_args.dataset_source or plaid_args.preference_dataset
@@ -282,6 +286,7 @@ def test_real_4bit_lora_step(sft_run, preference_dir, tmp_path, perov_csv):
         "--load_in_4bit", "true", "--dtype", "bfloat16", "--use_bnb_nested_quant", "true",
         "--output_dir", str(tmp_path / "q4"), "--dataset_source", str(perov_csv), "--max_structures", "8",
         "--max_steps", "1", "--per_device_train_batch_size", "2", "--max_length", "256",
+        "--activation_checkpointing", "true",  # as in the 7B config: gradients must reach LoRA through it
     )  # fmt: skip
     trainer = build_sft_trainer(*args)
     base_model = trainer.model.get_base_model()
