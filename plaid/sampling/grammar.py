@@ -246,6 +246,13 @@ class SiteCounter:
         return best
 
 
+@lru_cache(maxsize=None)
+def _wyckoff(sg: int, letter: str):
+    from ..representations.spacegroups import space_group
+
+    return space_group(sg).wyckoff[letter]
+
+
 # ----------------------------------------------------------------------------------------------- contexts
 
 
@@ -498,9 +505,7 @@ class WyckoffGrammar:
             hit = ctx.cache.get(key)
             if hit is not None:
                 return hit
-        from ..representations.spacegroups import space_group
-
-        wp = space_group(ctx.sg).wyckoff[option.letter]
+        wp = _wyckoff(ctx.sg, option.letter)
         q, _ = wp.project(np.asarray(xyz, dtype=float), ctx.matrix)
         points = wp.orbit(q)
         # the decoder's np.unique(np.round(points, 5) % 1.0, axis=0), as a set of rows (same equality, faster)
@@ -510,13 +515,6 @@ class WyckoffGrammar:
         else:
             ctx.cache[key] = ok
         return ok
-
-    def _viable(self, ctx: _Ctx, options: list[_Option], coords: tuple[float, ...]) -> list[_Option]:
-        """Options whose orbit can be distinct: exactly for 3 coordinates, for some generic rest otherwise."""
-        if len(coords) == 3:
-            return [o for o in options if self._orbit_distinct(ctx, o, coords)]
-        tails = GENERIC_TAILS[len(coords)]
-        return [o for o in options if any(self._orbit_distinct(ctx, o, coords + t) for t in tails)]
 
     def _first_viable(self, ctx: _Ctx, options: list[_Option], coords: tuple[float, ...]) -> _Option | None:
         tails = GENERIC_TAILS.get(len(coords), ((),))
@@ -709,28 +707,29 @@ def _step_o_co(g: WyckoffGrammar, s: State, ch: str) -> State | None:
             if opt is None:
                 return None
             return State(O_CO, "", parts, (el, opt.after), ctx, g.orbit_line - typed - 1 + opt.after * g.orbit_line)
-        viable = g._viable(ctx, options, coords)
-        if not viable:
+        opt = g._first_viable(ctx, options, coords)
+        if opt is None:
             return None
-        return State(O_MU, "", parts, (el, viable), ctx, g.orbit_line - typed - 1 + viable[0].after * g.orbit_line)
+        return State(O_MU, "", parts, (el, options, coords), ctx, g.orbit_line - typed - 1 + opt.after * g.orbit_line)
     return None
 
 
 def _step_o_mu(g: WyckoffGrammar, s: State, ch: str) -> State | None:
     ctx = s.ctx
-    el, viable = s.aux
+    el, options, coords = s.aux
     typed = len(el) + 1 + sum(len(p) + 1 for p in s.parts) + len(s.buf)
     if ch in DIGITS:
         buf = s.buf + ch
         if buf[0] == "0":
             return None
-        match = [o for o in viable if str(o.mult).startswith(buf)]
-        if not match:
+        match = [o for o in options if str(o.mult).startswith(buf)]
+        opt = g._first_viable(ctx, match, coords)  # options are sorted: the cheapest viable one
+        if opt is None:
             return None
-        return State(O_MU, buf, s.parts, (el, match), ctx, g.orbit_line - typed - 1 + match[0].after * g.orbit_line)
+        return State(O_MU, buf, s.parts, (el, match, coords), ctx, g.orbit_line - typed - 1 + opt.after * g.orbit_line)
     if ch in LETTERS and s.buf:
-        for o in viable:
-            if o.letter == ch and str(o.mult) == s.buf:
+        for o in options:
+            if o.letter == ch and str(o.mult) == s.buf and g._orbit_distinct(ctx, o, coords):
                 i = ctx.elements.index(el)
                 rem = ctx.rem[:i] + (ctx.rem[i] - o.mult,) + ctx.rem[i + 1 :]
                 used, avail = ctx.used, ctx.avail
