@@ -301,6 +301,35 @@ def test_real_4bit_lora_step(sft_run, preference_dir, tmp_path, perov_csv):
     assert any(not torch.equal(lora0[n], p) for n, p in _lora_state(trainer.model).items())
 
 
+def test_from_scratch_full_training_on_cif(tmp_path, perov_csv):
+    """The from-scratch path (no LoRA, domain tokenizer, CIF text) on the tiny architecture: every weight trains,
+    the full model and its tokenizer are saved and load for generation."""
+    from plaid.training.run import build_sft_trainer, finish
+
+    args = parse_recipe_config(
+        "sft", TINY_SFT,
+        "--use_peft", "false", "--tokenizer", "domain", "--representation", "cif",
+        "--output_dir", str(tmp_path / "scratch"), "--dataset_source", str(perov_csv), "--max_structures", "8",
+        "--max_steps", "1", "--per_device_train_batch_size", "2", "--learning_rate", "1e-3",
+    )  # fmt: skip
+    trainer = build_sft_trainer(*args)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    assert all(p.requires_grad for p in trainer.model.parameters())
+    result = trainer.train()
+    after = dict(trainer.model.named_parameters())
+    assert all(not torch.equal(before[n], after[n]) for n in ("model.embed_tokens.weight", "lm_head.weight"))
+    out = finish(trainer, "sft", *args, result)
+    assert (out / "model.safetensors").exists() and not (out / "adapter_config.json").exists()
+    model, tok = load_for_inference(out, device="cpu")
+    assert "_cell_length_a" in tok.get_vocab() and len(tok) == model.config.vocab_size
+    with pytest.raises(ValueError, match="use_peft"):
+        four_bit = parse_recipe_config(
+            "sft", TINY_SFT, "--use_peft", "false", "--load_in_4bit", "true", "--dtype", "bfloat16",
+            "--output_dir", str(tmp_path / "bad"),
+        )  # fmt: skip
+        build_sft_trainer(*four_bit)
+
+
 # ------------------------------------------------------------------------------------- entry scripts (CLI)
 
 

@@ -215,8 +215,10 @@ def load_model_for_training(model_args, plaid_args, training_args, tokenizer):
     """
     from transformers import AutoModelForCausalLM
 
-    base = resolve_base_model(model_args, plaid_args, tokenizer, training_args.output_dir)
     qconfig = quantization_config(model_args)
+    if qconfig is not None and not (model_args.use_peft or plaid_args.sft_adapter):
+        raise ValueError("a 4/8-bit base can only be trained through LoRA: set use_peft: true")
+    base = resolve_base_model(model_args, plaid_args, tokenizer, training_args.output_dir)
     kwargs: dict[str, Any] = dict(
         revision=model_args.model_revision,
         dtype=_torch_dtype(model_args.dtype) or "auto",
