@@ -274,24 +274,26 @@ class _Slot:
     pred: Prediction | None = None
     gen_force: np.ndarray | None = None
     graph: Any = None
-    extras: dict = field(default_factory=dict)
+    deform: np.ndarray = field(default_factory=lambda: np.eye(3))  # expm(x[n:] / exp_cell_factor)
 
     @property
     def ecf(self) -> float:
         return float(self.n)
 
-    def deform(self) -> np.ndarray:
-        from scipy.linalg import expm
-
-        return expm(self.x[self.n :] / self.ecf)
-
     def structure(self):
         from pymatgen.core import Lattice, Structure
 
-        f = self.deform()
+        f = self.deform
         cell = self.orig_cell @ f.T
         positions = self.x[: self.n] @ f.T
         return Structure(Lattice(cell), self.species, positions, coords_are_cartesian=True)
+
+
+def _matrix_exp(logs: np.ndarray) -> np.ndarray:
+    """Batched matrix exponential (float64)."""
+    import torch
+
+    return torch.linalg.matrix_exp(torch.from_numpy(np.ascontiguousarray(logs, dtype=np.float64))).numpy()
 
 
 def _frechet_cell_forces(logs: np.ndarray, ucf_grads: np.ndarray) -> np.ndarray:
@@ -306,21 +308,18 @@ def _frechet_cell_forces(logs: np.ndarray, ucf_grads: np.ndarray) -> np.ndarray:
 
 def _generalised_forces(slots: list[_Slot], relax_cell: bool) -> None:
     """FrechetCellFilter.get_forces for every slot (vectorised over the batch for the cell part)."""
-    from scipy.linalg import expm
-
-    deforms = np.stack([expm(s.x[s.n :] / s.ecf) for s in slots]) if relax_cell else None
     if relax_cell:
-        virials, logs = [], []
-        for s, f in zip(slots, deforms):
-            volume = abs(np.linalg.det(s.orig_cell @ f.T))
-            virial = -volume * s.pred.stress
-            virials.append(virial @ np.linalg.inv(f.T))
-            logs.append(s.x[s.n :] / s.ecf)
-        cell_forces = _frechet_cell_forces(np.stack(logs), np.stack(virials))
+        deforms = np.stack([s.deform for s in slots])
+        cells = np.stack([s.orig_cell for s in slots]) @ deforms.transpose(0, 2, 1)
+        volumes = np.abs(np.linalg.det(cells))
+        virials = -volumes[:, None, None] * np.stack([s.pred.stress for s in slots])
+        ucf_grads = virials @ np.linalg.inv(deforms.transpose(0, 2, 1))
+        logs = np.stack([s.x[s.n :] / s.ecf for s in slots])
+        cell_forces = _frechet_cell_forces(logs, ucf_grads)
     for i, s in enumerate(slots):
         g = np.zeros((s.n + 3, 3))
         if relax_cell:
-            g[: s.n] = s.pred.forces @ deforms[i]
+            g[: s.n] = s.pred.forces @ s.deform
             g[s.n :] = cell_forces[i] / s.ecf
         else:
             g[: s.n] = s.pred.forces
@@ -366,7 +365,9 @@ def _fire_step(slots: list[_Slot], p: FireParams) -> None:
     x = x + cap[owner, None] * dr
 
     offsets = np.cumsum([0] + sizes)
+    deforms = _matrix_exp(np.stack([x[offsets[i + 1] - 3 : offsets[i + 1]] / s.ecf for i, s in enumerate(slots)]))
     for i, s in enumerate(slots):
+        s.deform = deforms[i]
         s.x = x[offsets[i] : offsets[i + 1]]
         s.vel = v[offsets[i] : offsets[i + 1]]
         s.dt, s.a, s.n_pos, s.first = float(dt[i]), float(a[i]), int(n_pos[i]), False
@@ -533,7 +534,7 @@ class Relaxer:
             ready: list[_Slot] = []
             for s in active:
                 try:
-                    volume_ratio = abs(np.linalg.det(s.deform())) if relax_cell else 1.0
+                    volume_ratio = abs(np.linalg.det(s.deform)) if relax_cell else 1.0
                     if not (1.0 / self.max_volume_ratio <= volume_ratio <= self.max_volume_ratio):
                         raise StructureExploded(f"volume changed by a factor {volume_ratio:.3g}")
                     s.graph = self.model.graph(s.structure())
@@ -606,7 +607,7 @@ class Relaxer:
             converged = False
             for converged in opt.irun(fmax=self.fmax, steps=self.max_steps):
                 steps = opt.nsteps
-                energy = atoms.get_potential_energy() / n
+                energy = float(atoms.get_potential_energy()) / n
                 if steps == 0:
                     e0 = energy
                 if not (math.isfinite(energy) and np.isfinite(atoms.get_forces()).all()):
@@ -616,7 +617,7 @@ class Relaxer:
                     return fail("exploded", f"volume changed by a factor {ratio:.3g} (step {steps})")
                 if not converged and self.timeout_s is not None and time.perf_counter() - start > self.timeout_s:
                     return fail("timeout", f"exceeded {self.timeout_s:g} s at step {steps}")
-            energy = atoms.get_potential_energy() / n
+            energy = float(atoms.get_potential_energy()) / n
             status = "converged" if converged else "max_steps"
             reason = None if converged else f"fmax not reached after {steps} steps"
             return RelaxResult(sid, status, reason, energy, AseAtomsAdaptor.get_structure(atoms), steps, e0,
