@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "plaid.training.cli",  # plaid push / plaid merge
     "plaid.sampling.cli",  # plaid sample
     "plaid.preferences.cli",  # plaid pairs / plaid align
+    "plaid.relax",  # plaid relax
 ]
 
 
