@@ -165,6 +165,13 @@ def test_coverage_known_answers():
     # the composition cutoff is applied too: identical structures, far compositions -> no coverage
     far = coverage_metrics(ref_s, ref_c + 1000.0, ref_s, ref_c, 0.2, 4.0)
     assert far["cov_recall"] == 0.0 and far["cov_precision"] == 0.0
+    # an explicit scaler (e.g. CDVAE's fixed constants) replaces the reference-fitted one: std 1e4 shrinks
+    # the 1000-unit composition offset to 0.17 (x sqrt(3) features) < 4
+    scaler = (np.zeros(3), np.full(3, 1e4))
+    assert (
+        coverage_metrics(ref_s, ref_c + 1000.0, ref_s, ref_c, 0.2, 4.0, comp_scaler=scaler)["cov_recall"]
+        == 1.0
+    )
 
 
 def test_wasserstein_known_answers():

@@ -43,6 +43,11 @@ def register(subparsers) -> None:
     p.add_argument("--coverage-over", choices=["parsed", "valid"], default="parsed")
     p.add_argument("--struct-cutoff", type=float, default=None)
     p.add_argument("--comp-cutoff", type=float, default=None)
+    p.add_argument(
+        "--comp-scaler",
+        default=None,
+        help=".npz with 'means' and 'stds' of the Magpie features (default: fitted on the reference)",
+    )
     p.add_argument("--fingerprint-timeout", type=float, default=60.0, help="seconds per structure")
     p.add_argument("--no-crystallm-checks", action="store_true", help="skip bond-length/multiplicity checks")
     p.add_argument("--model-version", default=None, help="recorded in report.json")
@@ -78,6 +83,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         struct_cutoff=args.struct_cutoff,
         comp_cutoff=args.comp_cutoff,
+        comp_scaler=args.comp_scaler,
         oxidation_states=args.oxidation_states,
         crystallm_checks=not args.no_crystallm_checks,
         coverage_over=args.coverage_over,

@@ -63,6 +63,9 @@ class EvaluationConfig:
     dataset: str | None = None  # mp_20 | perov_5 | carbon_24 (coverage cutoffs); None: inferred from the path
     struct_cutoff: float | None = None  # overrides the dataset's coverage cutoffs
     comp_cutoff: float | None = None
+    comp_scaler: str | None = (
+        None  # .npz with "means", "stds" (132 each); None: fitted on the coverage reference
+    )
     oxidation_states: str = DEFAULT_OXIDATION_TABLE
     dist_cutoff: float = STRUCT_DIST_CUTOFF
     min_volume: float = STRUCT_MIN_VOLUME
@@ -283,6 +286,7 @@ def evaluate(
         comp_cut,
         n_generated=n,
         n_reference=len(ref_fp["ok"]),
+        comp_scaler=_load_scaler(cfg.comp_scaler),
     )
 
     # 3. distributions
@@ -363,6 +367,15 @@ def evaluate(
         report["plots"] = write_plots(out_dir, [rows[sid] for sid in ids], ref_summary, cfg.stable_threshold)
         (out_dir / "report.json").write_text(json.dumps(json.loads(dumps(report)), indent=2) + "\n")
     return report
+
+
+def _load_scaler(path: str | None):
+    if path is None:
+        return None
+    import numpy as np
+
+    data = np.load(path)
+    return np.asarray(data["means"], dtype=float), np.asarray(data["stds"], dtype=float)
 
 
 STAGE_FILES = {
@@ -682,7 +695,12 @@ def _report(
             "fingerprints": {
                 "structure": "matminer CrystalNNFingerprint.from_preset('ops'), mean over sites",
                 "composition": "matminer ElementProperty.from_preset('magpie'), standardized with "
-                "the coverage reference's mean/std, NaN -> 0",
+                + (
+                    f"means/stds from {cfg.comp_scaler}"
+                    if cfg.comp_scaler
+                    else "the coverage reference's mean/std"
+                )
+                + ", NaN -> 0",
                 "timeout_s": cfg.fingerprint_timeout_s,
                 "reference_cache": {"file": ref_fp["cache_file"], "hit": ref_fp["cache_hit"]},
             },
