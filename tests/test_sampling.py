@@ -157,6 +157,16 @@ def test_same_seed_same_samples(backend, tmp_path):
     assert runs[0] == runs[1]
 
 
+def test_resume_refuses_a_file_from_other_arguments(backend, tmp_path):
+    out = tmp_path / "s.jsonl"
+    Sampler(backend, _config()).run([make_request("c", {"formula": "NaCl"}, 1)], out, progress=False)
+    with pytest.raises(RequestError, match="different request"):
+        Sampler(backend, _config()).run([make_request("c", {"formula": "KCl"}, 2)], out, progress=False)
+    with pytest.raises(RequestError, match="different request"):
+        Sampler(backend, _config(seed=5)).run([make_request("c", {"formula": "NaCl"}, 2)], out, progress=False)
+    assert len(read_jsonl(out)) == 1
+
+
 def test_until_parsed_caps_attempts_and_reports_rejections(backend, tmp_path):
     # Unconstrained, an untrained model almost never writes a decodable text: the cap stops the loop.
     out = tmp_path / "cap.jsonl"
@@ -253,3 +263,33 @@ def test_killed_cli_run_resumes_without_duplicates_or_losses(tiny_model_dir, tmp
     assert len(ids) == len(set(ids)) == n
     assert set(ids) == {f"unconditional-{k:05d}" for k in range(n)}
     assert after[: len(before)] == before  # nothing written before the kill was changed
+
+
+def test_adapter_directory_loads_and_samples(tiny_model_dir, tmp_path, one_thread):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from plaid.sampling.generate import HFBackend
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    backend = HFBackend.load(adapter, device="cpu")
+    out = tmp_path / "a.jsonl"
+    summary = Sampler(backend, _config(constrained=True, params=SamplingParams(max_new_tokens=120))).run(
+        [make_request("u", {}, 2)], out, progress=False)
+    assert summary["parsed"] == 2
+    assert all(r["model"] == str(adapter) for r in read_jsonl(out))
+
+
+def test_vllm_backend_missing_is_a_clear_error():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        from plaid.sampling.generate import VLLMBackend
+
+        with pytest.raises(ImportError, match=r"plaid\[vllm\]"):
+            VLLMBackend("/nonexistent")
+    else:  # pragma: no cover - only where vLLM is installed
+        pytest.skip("vLLM is installed")

@@ -132,7 +132,11 @@ def run(args) -> int:
     backend = load_backend(args.model, args.backend, device=args.device, merge=args.merge,
                            load_in_4bit=args.load_in_4bit)
     sampler = Sampler(backend, config)
-    summary = sampler.run(requests, args.out, progress=not args.no_progress)
+    try:
+        summary = sampler.run(requests, args.out, progress=not args.no_progress)
+    except RequestError as exc:
+        print(f"plaid sample: error: {exc}", file=sys.stderr)
+        return 2
     if args.cif_dir or args.extxyz:
         from ..io import read_jsonl
 

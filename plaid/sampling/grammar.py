@@ -804,8 +804,14 @@ def _next_o_mu(s: State) -> frozenset[str]:
     return frozenset(out)
 
 
+def _next_f_sym(s: State) -> frozenset[str]:
+    if s.buf == "":
+        return UPPER
+    return LOWER | DIGITS
+
+
 _NEXT = {
-    F_SYM: lambda s: LETTERS | DIGITS,
+    F_SYM: _next_f_sym,
     F_CNT: lambda s: DIGITS | {" ", "\n"},
     SG: lambda s: DIGITS | {"\n"},
     LEN: lambda s: _NUM,

@@ -132,7 +132,12 @@ class Sampler:
                 else:
                     prompt_for(req, self.config.representation)
                     if self.config.constrained:
-                        self.grammar(req, req.conditions)
+                        need = self.grammar(req, req.conditions).initial().u
+                        budget = self.config.max_new_tokens(req.task)
+                        if need > budget:
+                            raise ValueError(
+                                f"max_new_tokens={budget} is too small for constrained decoding (needs {need})"
+                            )
             except ValueError as exc:
                 errors.append(f"request {req.request_id}: {exc}")
         if errors:
@@ -194,6 +199,11 @@ class Sampler:
         for rec in writer.records:
             if rec.get("request_id") in by_request:
                 by_request[rec["request_id"]].append(rec)
+        try:
+            self._check_resume(requests, by_request)
+        except RequestError:
+            writer.close()
+            raise
         resumed = len(writer.records)
         generated, gen_time = 0, 0.0
         start = time.perf_counter()
@@ -231,6 +241,23 @@ class Sampler:
         )
         Path(str(out) + ".summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def _check_resume(self, requests: Sequence[SampleRequest], by_request: dict[str, list[dict]]) -> None:
+        """A file being resumed must hold the same requests, seed and representation, or ids would mean other
+        samples: refuse rather than mix them."""
+        cfg = self.config
+        for req in requests:
+            for rec in by_request[req.request_id]:
+                conditions = zscan_conditions(req, rec["z"]) if req.task == "zscan" and "z" in rec else req.conditions
+                expected = prompt_for(req, cfg.representation, conditions)
+                if (rec.get("prompt"), rec.get("run_seed"), rec.get("representation")) != (
+                    expected, cfg.seed, cfg.representation
+                ):
+                    raise RequestError(
+                        f"the output file already holds {rec['sample_id']} from a different request, seed or "
+                        f"representation; resume with the same arguments or write to another --out"
+                    )
+                break  # one record per request is enough: ids of a request share its prompt
 
     def _generate(self, batch: list[_Item]) -> tuple[list[dict], float]:
         cfg = self.config
@@ -342,7 +369,7 @@ def _error_kind(message: str) -> str:
     """An error message with numbers and quoted values blanked, to count kinds of failure."""
     import re
 
-    text = re.sub(r"'[^']*'", "'…'", message)
+    text = re.sub(r"'.*'", "'…'", message)  # greedy: quoted generated text may hold quotes itself
     text = re.sub(r"\d+(\.\d+)?", "N", text)
     return text[:120]
 
