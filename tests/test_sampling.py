@@ -167,6 +167,18 @@ def test_resume_refuses_a_file_from_other_arguments(backend, tmp_path):
     assert len(read_jsonl(out)) == 1
 
 
+def test_a_sample_does_not_depend_on_its_batch(backend):
+    # Per-row random streams + left padding: the same (prompt, seed) gives the same text alone or in a batch of
+    # prompts of different lengths (float32 CPU; a flip would need a draw within ~1e-7 of a CDF boundary).
+    prompts = [generation_prompt("wyckoff"), generation_prompt("wyckoff", {"formula": "NaCl", "spacegroup": "225"}),
+               generation_prompt("wyckoff", {"band_gap": 1.5})]
+    seeds = [11, 22, 33]
+    params = SamplingParams(max_new_tokens=32)
+    batched = [g.text for g in backend.generate(prompts, seeds, params)]
+    alone = [backend.generate([p], [s], params)[0].text for p, s in zip(prompts, seeds)]
+    assert batched == alone
+
+
 def test_until_parsed_caps_attempts_and_reports_rejections(backend, tmp_path):
     # Unconstrained, an untrained model almost never writes a decodable text: the cap stops the loop.
     out = tmp_path / "cap.jsonl"
