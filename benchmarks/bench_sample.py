@@ -29,7 +29,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--max-atoms", type=int, default=24)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for a tiny model)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest for a tiny model)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -52,10 +54,14 @@ def main() -> None:
         grammar = make_grammar("wyckoff", {}, max_atoms=args.max_atoms)
         params = SamplingParams(max_new_tokens=args.max_new_tokens)
         backend.generate([prompt] * 2, [0, 1], params, [grammar] * 2)  # warm-up: space-group tables, trie
-        print(f"model: {path if args.model else 'untrained plaid-tiny-llama'}; threads={args.threads}; "
-              f"max_new_tokens={args.max_new_tokens}; max_atoms={args.max_atoms}; medians of {args.repeats}")
-        print(f"{'batch':>5} {'mode':>13} {'samples/s':>10} {'ms/step':>8} {'parse':>6} {'step ratio':>10} "
-              f"{'overhead':>9}")
+        print(
+            f"model: {path if args.model else 'untrained plaid-tiny-llama'}; threads={args.threads}; "
+            f"max_new_tokens={args.max_new_tokens}; max_atoms={args.max_atoms}; medians of {args.repeats}"
+        )
+        print(
+            f"{'batch':>5} {'mode':>13} {'samples/s':>10} {'ms/step':>8} {'parse':>6} {'step ratio':>10} "
+            f"{'overhead':>9}"
+        )
         for bs in [int(b) for b in args.batch_sizes.split(",")]:
             n = max(args.samples, bs)
             results = {}
@@ -82,8 +88,12 @@ def main() -> None:
                     step_ms.append(1000 * elapsed / steps)
                     parsed.append(ok / n)
                     overhead.append(elapsed / (elapsed - grammar_s))
-                results[mode] = (statistics.median(rates), statistics.median(step_ms), statistics.median(parsed),
-                                 statistics.median(overhead))
+                results[mode] = (
+                    statistics.median(rates),
+                    statistics.median(step_ms),
+                    statistics.median(parsed),
+                    statistics.median(overhead),
+                )
             base = results["unconstrained"][1]
             for mode, (rate, ms, pr, over) in results.items():
                 ratio = f"{ms / base:.2f}x" if mode == "constrained" else "1.00x"

@@ -121,7 +121,12 @@ def _random_walk(g, rng, budget):
     state, text = g.initial(), ""
     while True:
         budget -= 1
-        options = [(ch, s) for ch in g.next_chars(state) for s in [g.step(state, ch)] if s is not None and s.u <= budget]
+        options = [
+            (ch, s)
+            for ch in g.next_chars(state)
+            for s in [g.step(state, ch)]
+            if s is not None and s.u <= budget
+        ]
         if not options or (g.can_end(state) and rng.random() < 0.3):
             assert g.can_end(state), f"dead end at {text!r}"
             return text
@@ -213,10 +218,14 @@ def test_untrained_model_constrained_decodes_every_sample(tiny_backend):
                 pass
         return ok / len(gens)
 
-    print(f"untrained tiny model, {n} samples: constrained parse rate {rate(constrained):.2f}, "
-          f"unconstrained {rate(unconstrained):.2f}")
+    print(
+        f"untrained tiny model, {n} samples: constrained parse rate {rate(constrained):.2f}, "
+        f"unconstrained {rate(unconstrained):.2f}"
+    )
     assert rate(constrained) == 1.0
-    assert all(len(tiny_backend.tokenizer(g.text, add_special_tokens=False).input_ids) <= 200 for g in constrained)
+    assert all(
+        len(tiny_backend.tokenizer(g.text, add_special_tokens=False).input_ids) <= 200 for g in constrained
+    )
     assert rate(unconstrained) < 1.0  # an untrained model writes noise; the grammar is what makes it decode
 
 
@@ -227,14 +236,19 @@ def test_constrained_conditional_and_infill(tiny_backend):
     rep = get("wyckoff")
     cond = {"formula": "NaCl", "spacegroup": "225"}
     grammar = make_grammar("wyckoff", cond, max_atoms=16)
-    gens = tiny_backend.generate([generation_prompt("wyckoff", cond)] * 4, [1, 2, 3, 4],
-                                 SamplingParams(max_new_tokens=120), [grammar] * 4)
+    gens = tiny_backend.generate(
+        [generation_prompt("wyckoff", cond)] * 4,
+        [1, 2, 3, 4],
+        SamplingParams(max_new_tokens=120),
+        [grammar] * 4,
+    )
     for g in gens:
         s = rep.decode(g.text)
         assert s.composition.reduced_formula == "NaCl" and g.text.split("\n")[1] == "225"
     masked = rep.mask_element(BATIO3, "Ti")
     infill = make_grammar("wyckoff", task="infill")
-    gens = tiny_backend.generate([infill_prompt(masked)] * 4, [5, 6, 7, 8], SamplingParams(max_new_tokens=4),
-                                 [infill] * 4)
+    gens = tiny_backend.generate(
+        [infill_prompt(masked)] * 4, [5, 6, 7, 8], SamplingParams(max_new_tokens=4), [infill] * 4
+    )
     for g in gens:
         rep.decode(masked.replace("[MASK]", g.text))

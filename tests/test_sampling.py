@@ -51,7 +51,9 @@ def backend(tiny_model_dir, one_thread):
 
 
 def _config(**kw):
-    base = dict(batch_size=4, seed=0, params=SamplingParams(max_new_tokens=48), grammar_options={"max_atoms": 12})
+    base = dict(
+        batch_size=4, seed=0, params=SamplingParams(max_new_tokens=48), grammar_options={"max_atoms": 12}
+    )
     base.update(kw)
     return SampleConfig(**base)
 
@@ -67,8 +69,12 @@ def test_prompt_file_csv_and_jsonl(tmp_path):
     assert reqs[0].conditions == {"formula": "BaTiO3", "spacegroup": "221"} and reqs[0].num_samples == 2
     assert reqs[1].num_samples == 3
     jsonl = tmp_path / "targets.jsonl"
-    jsonl.write_text(json.dumps({"id": "m", "masked_text": BATIO3.replace("Ti", "[MASK]")}) + "\n"
-                     + json.dumps({"id": "z", "formula": "NaCl", "z_scan": True}) + "\n")
+    jsonl.write_text(
+        json.dumps({"id": "m", "masked_text": BATIO3.replace("Ti", "[MASK]")})
+        + "\n"
+        + json.dumps({"id": "z", "formula": "NaCl", "z_scan": True})
+        + "\n"
+    )
     reqs = read_prompt_file(jsonl)
     assert [r.task for r in reqs] == ["infill", "zscan"]
     assert zscan_conditions(reqs[1], 4) == {"formula": "NaCl", "composition": "Na4 Cl4"}
@@ -101,8 +107,12 @@ def test_cli_rejects_bad_requests_before_loading_a_model(tmp_path, capsys):
 
     out = tmp_path / "s.jsonl"
     missing_model = tmp_path / "no-such-model"
-    for extra in (["--formula", "Xx2O"], ["--spacegroup", "231"], ["--spacegroup", "Qq3"],
-                  ["--constrained", "--formula", "BaTiO3", "--z", "1", "--spacegroup", "225"]):
+    for extra in (
+        ["--formula", "Xx2O"],
+        ["--spacegroup", "231"],
+        ["--spacegroup", "Qq3"],
+        ["--constrained", "--formula", "BaTiO3", "--z", "1", "--spacegroup", "225"],
+    ):
         code = main(["sample", "--model", str(missing_model), "--out", str(out), *extra])
         assert code == 2, extra
         assert "error" in capsys.readouterr().err
@@ -121,12 +131,24 @@ def test_unconditional_and_conditional_records(backend, tmp_path):
     out = tmp_path / "s.jsonl"
     reqs = [make_request("u", {}, 3), make_request("c", {"formula": "NaCl", "spacegroup": "Fm-3m"}, 2)]
     summary = Sampler(backend, _config(constrained=True, params=SamplingParams(max_new_tokens=120))).run(
-        reqs, out, progress=False)
+        reqs, out, progress=False
+    )
     records = read_jsonl(out)
     assert sorted(r["sample_id"] for r in records) == ["c-00000", "c-00001", "u-00000", "u-00001", "u-00002"]
     for r in records:
-        for key in ("sample_id", "prompt", "conditions", "text", "parsed", "error", "cif", "representation",
-                    "seed", "temperature", "gen_time_s"):
+        for key in (
+            "sample_id",
+            "prompt",
+            "conditions",
+            "text",
+            "parsed",
+            "error",
+            "cif",
+            "representation",
+            "seed",
+            "temperature",
+            "gen_time_s",
+        ):
             assert key in r
         assert r["parsed"] and r["error"] is None and r["cif"].startswith("# generated using pymatgen")
         assert r["seed"] == sample_seed(0, r["sample_id"])
@@ -152,7 +174,9 @@ def test_unconstrained_failures_are_recorded_not_dropped(backend, tmp_path):
 def test_same_seed_same_samples(backend, tmp_path):
     runs = []
     for name in ("a", "b"):
-        Sampler(backend, _config()).run([make_request("u", {}, 3)], tmp_path / f"{name}.jsonl", progress=False)
+        Sampler(backend, _config()).run(
+            [make_request("u", {}, 3)], tmp_path / f"{name}.jsonl", progress=False
+        )
         runs.append([r["text"] for r in read_jsonl(tmp_path / f"{name}.jsonl")])
     assert runs[0] == runs[1]
 
@@ -163,15 +187,20 @@ def test_resume_refuses_a_file_from_other_arguments(backend, tmp_path):
     with pytest.raises(RequestError, match="different request"):
         Sampler(backend, _config()).run([make_request("c", {"formula": "KCl"}, 2)], out, progress=False)
     with pytest.raises(RequestError, match="different request"):
-        Sampler(backend, _config(seed=5)).run([make_request("c", {"formula": "NaCl"}, 2)], out, progress=False)
+        Sampler(backend, _config(seed=5)).run(
+            [make_request("c", {"formula": "NaCl"}, 2)], out, progress=False
+        )
     assert len(read_jsonl(out)) == 1
 
 
 def test_a_sample_does_not_depend_on_its_batch(backend):
     # Per-row random streams + left padding: the same (prompt, seed) gives the same text alone or in a batch of
     # prompts of different lengths (float32 CPU; a flip would need a draw within ~1e-7 of a CDF boundary).
-    prompts = [generation_prompt("wyckoff"), generation_prompt("wyckoff", {"formula": "NaCl", "spacegroup": "225"}),
-               generation_prompt("wyckoff", {"band_gap": 1.5})]
+    prompts = [
+        generation_prompt("wyckoff"),
+        generation_prompt("wyckoff", {"formula": "NaCl", "spacegroup": "225"}),
+        generation_prompt("wyckoff", {"band_gap": 1.5}),
+    ]
     seeds = [11, 22, 33]
     params = SamplingParams(max_new_tokens=32)
     batched = [g.text for g in backend.generate(prompts, seeds, params)]
@@ -182,8 +211,9 @@ def test_a_sample_does_not_depend_on_its_batch(backend):
 def test_until_parsed_caps_attempts_and_reports_rejections(backend, tmp_path):
     # Unconstrained, an untrained model almost never writes a decodable text: the cap stops the loop.
     out = tmp_path / "cap.jsonl"
-    summary = Sampler(backend, _config(until_parsed=2, max_attempts=6)).run([make_request("u", {}, 1)], out,
-                                                                            progress=False)
+    summary = Sampler(backend, _config(until_parsed=2, max_attempts=6)).run(
+        [make_request("u", {}, 1)], out, progress=False
+    )
     assert summary["attempts"] <= 6 and (summary["parsed"] >= 2 or summary["attempts"] == 6)
     assert summary["rejection_rate"] == round(1 - summary["parsed"] / summary["attempts"], 4)
     assert summary["until_parsed"]["target"] == 2
@@ -197,8 +227,9 @@ def test_until_parsed_caps_attempts_and_reports_rejections(backend, tmp_path):
 def test_zscan_stops_at_the_first_valid_z(backend, tmp_path):
     out = tmp_path / "z.jsonl"
     cfg = _config(constrained=True, zscan_valid="parsed", params=SamplingParams(max_new_tokens=120))
-    summary = Sampler(backend, cfg).run([make_request("nacl", {"formula": "NaCl"}, 2, z_scan=True)], out,
-                                        progress=False)
+    summary = Sampler(backend, cfg).run(
+        [make_request("nacl", {"formula": "NaCl"}, 2, z_scan=True)], out, progress=False
+    )
     records = read_jsonl(out)
     assert {r["z"] for r in records} == {1}  # constrained: Z = 1 already decodes, the scan stops there
     assert all("The cell composition is Na1 Cl1." in r["prompt"] for r in records)
@@ -233,7 +264,8 @@ def test_export_cif_dir_and_extxyz(backend, tmp_path):
 
     out = tmp_path / "e.jsonl"
     Sampler(backend, _config(constrained=True, params=SamplingParams(max_new_tokens=120))).run(
-        [make_request("u", {}, 3)], out, progress=False)
+        [make_request("u", {}, 3)], out, progress=False
+    )
     records = read_jsonl(out)
     n = export_structures(records, tmp_path / "cifs", tmp_path / "all.extxyz")
     assert n == 3 and len(list((tmp_path / "cifs").glob("*.cif"))) == 3
@@ -250,11 +282,30 @@ def test_killed_cli_run_resumes_without_duplicates_or_losses(tiny_model_dir, tmp
 
     out = tmp_path / "r.jsonl"
     n = 40
-    args = ["sample", "--model", str(tiny_model_dir), "--num-samples", str(n), "--batch-size", "2",
-            "--max-new-tokens", "24", "--out", str(out), "--no-progress", "--seed", "3"]
+    args = [
+        "sample",
+        "--model",
+        str(tiny_model_dir),
+        "--num-samples",
+        str(n),
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "24",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--seed",
+        "3",
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "plaid.cli", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plaid.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
@@ -290,7 +341,8 @@ def test_adapter_directory_loads_and_samples(tiny_model_dir, tmp_path, one_threa
     backend = HFBackend.load(adapter, device="cpu")
     out = tmp_path / "a.jsonl"
     summary = Sampler(backend, _config(constrained=True, params=SamplingParams(max_new_tokens=120))).run(
-        [make_request("u", {}, 2)], out, progress=False)
+        [make_request("u", {}, 2)], out, progress=False
+    )
     assert summary["parsed"] == 2
     assert all(r["model"] == str(adapter) for r in read_jsonl(out))
 

@@ -24,13 +24,19 @@ def register(subparsers) -> None:
     p.add_argument("--num-samples", type=int, default=1, help="samples per request (per Z in a Z scan)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="output JSONL (appended; resumes)")
-    p.add_argument("--constrained", action="store_true", help="grammar-constrained decoding (wyckoff, infill)")
+    p.add_argument(
+        "--constrained", action="store_true", help="grammar-constrained decoding (wyckoff, infill)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0, help="0 = off")
-    p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="default: 512 wyckoff, 1024 coords, 2048 cif, 8 infill")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="default: 512 wyckoff, 1024 coords, 2048 cif, 8 infill",
+    )
     cond = p.add_argument_group("conditions (any subset; the training prompts' wording)")
     cond.add_argument("--formula", help="reduced formula, e.g. BaTiO3")
     cond.add_argument("--composition", help="cell composition, e.g. Ba2Ti2O6")
@@ -39,14 +45,29 @@ def register(subparsers) -> None:
     cond.add_argument("--formation-energy", type=float, help="eV/atom")
     cond.add_argument("--band-gap", type=float, help="eV")
     cond.add_argument("--e-hull", type=float, help="eV/atom")
-    p.add_argument("--prompt-file", help="CSV/JSONL of requests (columns: id, num_samples, conditions, masked_text, z_scan)")
-    p.add_argument("--z-scan", action="store_true", help="with --formula: try Z = 1, 2, 3, 4, 6, 8 until a valid structure")
-    p.add_argument("--zscan-valid", choices=("structural", "parsed"), default="structural",
-                   help="what stops a Z scan: CDVAE structural validity (default) or just decoding")
-    p.add_argument("--infill", help="crystal text file (or CIF with --mask-element) to infill; [MASK] marks the element")
+    p.add_argument(
+        "--prompt-file",
+        help="CSV/JSONL of requests (columns: id, num_samples, conditions, masked_text, z_scan)",
+    )
+    p.add_argument(
+        "--z-scan",
+        action="store_true",
+        help="with --formula: try Z = 1, 2, 3, 4, 6, 8 until a valid structure",
+    )
+    p.add_argument(
+        "--zscan-valid",
+        choices=("structural", "parsed"),
+        default="structural",
+        help="what stops a Z scan: CDVAE structural validity (default) or just decoding",
+    )
+    p.add_argument(
+        "--infill", help="crystal text file (or CIF with --mask-element) to infill; [MASK] marks the element"
+    )
     p.add_argument("--mask-element", help="with --infill: element of the structure/text to replace by [MASK]")
     p.add_argument("--until-parsed", type=int, help="resample until this many samples per request decode")
-    p.add_argument("--max-attempts", type=int, help="with --until-parsed: attempts cap per request (default 10x)")
+    p.add_argument(
+        "--max-attempts", type=int, help="with --until-parsed: attempts cap per request (default 10x)"
+    )
     p.add_argument("--max-atoms", type=int, default=256, help="constrained: most atoms in a cell")
     p.add_argument("--cif-dir", help="also write each parsed structure as <sample_id>.cif here")
     p.add_argument("--extxyz", help="also write all parsed structures to this extxyz file")
@@ -112,7 +133,11 @@ def run(args) -> int:
         params = SamplingParams(args.temperature, args.top_p, args.top_k, args.max_new_tokens)
         if args.batch_size < 1:
             raise RequestError("--batch-size must be >= 1")
-        if args.constrained and args.representation != "wyckoff" and any(r.task != "infill" for r in requests):
+        if (
+            args.constrained
+            and args.representation != "wyckoff"
+            and any(r.task != "infill" for r in requests)
+        ):
             raise RequestError("--constrained is implemented for --representation wyckoff (and infilling)")
         config = SampleConfig(
             representation=args.representation,
@@ -129,8 +154,9 @@ def run(args) -> int:
     except (RequestError, ValueError) as exc:
         print(f"plaid sample: error: {exc}", file=sys.stderr)
         return 2
-    backend = load_backend(args.model, args.backend, device=args.device, merge=args.merge,
-                           load_in_4bit=args.load_in_4bit)
+    backend = load_backend(
+        args.model, args.backend, device=args.device, merge=args.merge, load_in_4bit=args.load_in_4bit
+    )
     sampler = Sampler(backend, config)
     try:
         summary = sampler.run(requests, args.out, progress=not args.no_progress)
@@ -143,4 +169,3 @@ def run(args) -> int:
         summary["exported"] = export_structures(read_jsonl(args.out), args.cif_dir, args.extxyz)
     print(json.dumps(summary, indent=2))
     return 0
-

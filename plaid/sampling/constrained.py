@@ -70,7 +70,9 @@ class TokenTrie:
             stack.extend(node.children.values())
         missing = sorted(set("0123456789. \n") - self.root.keys)
         if missing:
-            logger.warning("vocabulary has no single-character token for %r: constrained budget may not hold", missing)
+            logger.warning(
+                "vocabulary has no single-character token for %r: constrained budget may not hold", missing
+            )
 
     def allowed(self, grammar, state: State, budget: int) -> dict[int, State]:
         """token id -> state after it, for every token the grammar accepts from ``state`` within ``budget``."""
@@ -123,8 +125,12 @@ def make_grammar(representation: str, conditions: Mapping | None = None, task: s
     try:
         grammar.check_feasible()
     except ValueError:
-        what = ", ".join(f"{k}={conditions[k]}" for k in ("formula", "composition", "z", "spacegroup") if k in conditions)
-        raise ValueError(f"no crystal satisfies {what}: its Wyckoff positions cannot hold these atom counts") from None
+        what = ", ".join(
+            f"{k}={conditions[k]}" for k in ("formula", "composition", "z", "spacegroup") if k in conditions
+        )
+        raise ValueError(
+            f"no crystal satisfies {what}: its Wyckoff positions cannot hold these atom counts"
+        ) from None
     return grammar
 
 

@@ -99,7 +99,9 @@ class HFBackend:
         self.last_constraint_seconds = 0.0  # time the grammar took in the last generate call
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, merge: bool = False, load_in_4bit: bool = False):
+    def load(
+        cls, path: str | Path, device: str | None = None, merge: bool = False, load_in_4bit: bool = False
+    ):
         from ..training.model import load_for_inference
 
         model, tokenizer = load_for_inference(path, device=device, merge=merge, load_in_4bit=load_in_4bit)
@@ -118,7 +120,11 @@ class HFBackend:
         return next(self.model.parameters()).device
 
     def generate(
-        self, prompts: Sequence[str], seeds: Sequence[int], params: SamplingParams, grammars: Sequence | None = None
+        self,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        params: SamplingParams,
+        grammars: Sequence | None = None,
     ) -> list[Generation]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
@@ -185,8 +191,13 @@ class VLLMBackend:
             config = json.loads((Path(path) / "adapter_config.json").read_text())
             base = adapter_base(path)
             rank = int(config.get("r", 16))
-            self.llm = vllm.LLM(model=base, tokenizer=str(path), enable_lora=True, max_lora_rank=_lora_rank(rank),
-                                **engine_kwargs)
+            self.llm = vllm.LLM(
+                model=base,
+                tokenizer=str(path),
+                enable_lora=True,
+                max_lora_rank=_lora_rank(rank),
+                **engine_kwargs,
+            )
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest("plaid", 1, str(path))
@@ -198,14 +209,21 @@ class VLLMBackend:
     def generate(self, prompts, seeds, params: SamplingParams, grammars=None) -> list[Generation]:
         sampling = []
         for i, seed in enumerate(seeds):
-            kwargs = dict(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or -1,
-                          max_tokens=params.max_new_tokens, seed=int(seed))
+            kwargs = dict(
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k or -1,
+                max_tokens=params.max_new_tokens,
+                seed=int(seed),
+            )
             if grammars is not None:
                 from .constrained import TokenTrie, VLLMGrammarProcessor
 
                 if self._trie is None:
                     self._trie = TokenTrie(self.tokenizer)
-                kwargs["logits_processors"] = [VLLMGrammarProcessor(grammars[i], self._trie, params.max_new_tokens)]
+                kwargs["logits_processors"] = [
+                    VLLMGrammarProcessor(grammars[i], self._trie, params.max_new_tokens)
+                ]
             try:
                 sampling.append(self._vllm.SamplingParams(**kwargs))
             except TypeError as exc:
@@ -229,8 +247,13 @@ def _lora_rank(rank: int) -> int:
     return rank
 
 
-def load_backend(path: str | Path, backend: str = "hf", device: str | None = None, merge: bool = False,
-                 load_in_4bit: bool = False):
+def load_backend(
+    path: str | Path,
+    backend: str = "hf",
+    device: str | None = None,
+    merge: bool = False,
+    load_in_4bit: bool = False,
+):
     if backend == "hf":
         return HFBackend.load(path, device=device, merge=merge, load_in_4bit=load_in_4bit)
     if backend == "vllm":

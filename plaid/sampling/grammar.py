@@ -27,7 +27,7 @@ import math
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -159,7 +159,7 @@ class GroupSlots:
     lattice_type: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def group_slots(number: int) -> GroupSlots:
     from ..representations.spacegroups import space_group
 
@@ -246,7 +246,7 @@ class SiteCounter:
         return best
 
 
-@lru_cache(maxsize=None)
+@cache
 def _wyckoff(sg: int, letter: str):
     from ..representations.spacegroups import space_group
 
@@ -260,7 +260,18 @@ class _Ctx:
     """Everything fixed by the lines written so far (shared by the states of one line)."""
 
     __slots__ = (
-        "formula", "elements", "sg", "slots", "orbits", "lengths", "angles", "matrix", "rem", "used", "avail", "cache"
+        "formula",
+        "elements",
+        "sg",
+        "slots",
+        "orbits",
+        "lengths",
+        "angles",
+        "matrix",
+        "rem",
+        "used",
+        "avail",
+        "cache",
     )
 
     def __init__(self, **kw):
@@ -678,7 +689,14 @@ def _step_o_el(g: WyckoffGrammar, s: State, ch: str) -> State | None:
         opts = g._options(ctx, s.buf) if ctx.rem[ctx.elements.index(s.buf)] > 0 else []
         if not opts:
             return None
-        return State(O_CO, "", (), (s.buf, opts[0].after), ctx, g.orbit_line - len(s.buf) - 1 + opts[0].after * g.orbit_line)
+        return State(
+            O_CO,
+            "",
+            (),
+            (s.buf, opts[0].after),
+            ctx,
+            g.orbit_line - len(s.buf) - 1 + opts[0].after * g.orbit_line,
+        )
     return None
 
 
@@ -706,11 +724,15 @@ def _step_o_co(g: WyckoffGrammar, s: State, ch: str) -> State | None:
             opt = g._first_viable(ctx, options, coords)
             if opt is None:
                 return None
-            return State(O_CO, "", parts, (el, opt.after), ctx, g.orbit_line - typed - 1 + opt.after * g.orbit_line)
+            return State(
+                O_CO, "", parts, (el, opt.after), ctx, g.orbit_line - typed - 1 + opt.after * g.orbit_line
+            )
         opt = g._first_viable(ctx, options, coords)
         if opt is None:
             return None
-        return State(O_MU, "", parts, (el, options, coords), ctx, g.orbit_line - typed - 1 + opt.after * g.orbit_line)
+        return State(
+            O_MU, "", parts, (el, options, coords), ctx, g.orbit_line - typed - 1 + opt.after * g.orbit_line
+        )
     return None
 
 
@@ -726,7 +748,9 @@ def _step_o_mu(g: WyckoffGrammar, s: State, ch: str) -> State | None:
         opt = g._first_viable(ctx, match, coords)  # options are sorted: the cheapest viable one
         if opt is None:
             return None
-        return State(O_MU, buf, s.parts, (el, match, coords), ctx, g.orbit_line - typed - 1 + opt.after * g.orbit_line)
+        return State(
+            O_MU, buf, s.parts, (el, match, coords), ctx, g.orbit_line - typed - 1 + opt.after * g.orbit_line
+        )
     if ch in LETTERS and s.buf:
         for o in options:
             if o.letter == ch and str(o.mult) == s.buf and g._orbit_distinct(ctx, o, coords):

@@ -96,7 +96,10 @@ class Sampler:
         key = (request.task, tuple(sorted(conditions.items())))
         if key not in self._grammars:
             self._grammars[key] = make_grammar(
-                self.config.representation, conditions, task=request.task, **self._grammar_options(request.task)
+                self.config.representation,
+                conditions,
+                task=request.task,
+                **self._grammar_options(request.task),
             )
         return self._grammars[key]
 
@@ -248,10 +251,14 @@ class Sampler:
         cfg = self.config
         for req in requests:
             for rec in by_request[req.request_id]:
-                conditions = zscan_conditions(req, rec["z"]) if req.task == "zscan" and "z" in rec else req.conditions
+                conditions = (
+                    zscan_conditions(req, rec["z"]) if req.task == "zscan" and "z" in rec else req.conditions
+                )
                 expected = prompt_for(req, cfg.representation, conditions)
                 if (rec.get("prompt"), rec.get("run_seed"), rec.get("representation")) != (
-                    expected, cfg.seed, cfg.representation
+                    expected,
+                    cfg.seed,
+                    cfg.representation,
                 ):
                     raise RequestError(
                         f"the output file already holds {rec['sample_id']} from a different request, seed or "
@@ -262,7 +269,9 @@ class Sampler:
     def _generate(self, batch: list[_Item]) -> tuple[list[dict], float]:
         cfg = self.config
         task = batch[0].request.task
-        params = SamplingParams(cfg.params.temperature, cfg.params.top_p, cfg.params.top_k, cfg.max_new_tokens(task))
+        params = SamplingParams(
+            cfg.params.temperature, cfg.params.top_p, cfg.params.top_k, cfg.max_new_tokens(task)
+        )
         grammars = [it.grammar for it in batch] if cfg.constrained else None
         start = time.perf_counter()
         gens = self.backend.generate([it.prompt for it in batch], [it.seed for it in batch], params, grammars)
@@ -277,7 +286,9 @@ class Sampler:
                 "task": it.request.kind,
                 "representation": cfg.representation,
                 "prompt": it.prompt,
-                "conditions": it.conditions if it.request.task != "infill" else {"masked_text": it.request.masked_text},
+                "conditions": it.conditions
+                if it.request.task != "infill"
+                else {"masked_text": it.request.masked_text},
                 "text": gen.text,
                 "parsed": structure is not None,
                 "error": error,
@@ -321,7 +332,9 @@ def _batches(items: list, size: int):
     """Consecutive batches that never mix infill with generation."""
     batch: list = []
     for it in items:
-        if batch and (len(batch) == size or (batch[0].request.task == "infill") != (it.request.task == "infill")):
+        if batch and (
+            len(batch) == size or (batch[0].request.task == "infill") != (it.request.task == "infill")
+        ):
             yield batch
             batch = []
         batch.append(it)
@@ -329,7 +342,9 @@ def _batches(items: list, size: int):
         yield batch
 
 
-def summarize(records: list[dict], requests: Sequence[SampleRequest] | None = None, config: SampleConfig | None = None) -> dict:
+def summarize(
+    records: list[dict], requests: Sequence[SampleRequest] | None = None, config: SampleConfig | None = None
+) -> dict:
     """Attempts, parse rate and error counts over ``records`` (a whole output file)."""
     if requests is not None:
         ids = {r.request_id for r in requests}
@@ -374,7 +389,9 @@ def _error_kind(message: str) -> str:
     return text[:120]
 
 
-def export_structures(records: list[dict], cif_dir: str | Path | None = None, extxyz: str | Path | None = None) -> int:
+def export_structures(
+    records: list[dict], cif_dir: str | Path | None = None, extxyz: str | Path | None = None
+) -> int:
     """Write every parsed record as ``<cif_dir>/<sample_id>.cif`` and/or one extxyz file (rewritten from the records,
     so a resumed run exports everything once). Returns how many structures were written."""
     from pymatgen.core import Structure
