@@ -38,7 +38,10 @@ def measure(workdir: Path, dataset: str, extra: list[str], steps: int, batch: in
         "--per_device_train_batch_size", str(batch), "--logging_steps", str(steps), "--disable_tqdm", "true",
         *extra,
     )  # fmt: skip
+    from transformers.trainer_callback import PrinterCallback
+
     trainer = build_sft_trainer(*args)
+    trainer.remove_callback(PrinterCallback)  # quiet: only the table is printed
     trainer.train()
     logs = trainer.state.log_history
     tokens = max(e["num_tokens"] for e in logs if "num_tokens" in e)

@@ -252,11 +252,6 @@ def load_model_for_training(model_args, plaid_args, training_args, tokenizer):
     return model, None
 
 
-def save_tokenizer(tokenizer, output_dir: str | os.PathLike) -> None:
-    """Save the training tokenizer next to the weights (inference reloads exactly this one)."""
-    tokenizer.save_pretrained(output_dir)
-
-
 # -------------------------------------------------------------------------------------------------- inference
 
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from .data import preference_dataset, sft_dataset, split
-from .model import load_model_for_training, load_tokenizer
+from .model import adapter_base, load_model_for_training, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,9 @@ def prepare(training_args, model_args, plaid_args):
     set_seed(training_args.seed)
     tokenizer_source = model_args.model_name_or_path
     if plaid_args.sft_adapter and plaid_args.tokenizer is None:
-        tokenizer_source = plaid_args.sft_adapter  # the tokenizer saved with the SFT adapter
+        # the tokenizer saved with the SFT adapter, else its base model's
+        saved = (Path(plaid_args.sft_adapter) / "tokenizer_config.json").exists()
+        tokenizer_source = plaid_args.sft_adapter if saved else adapter_base(plaid_args.sft_adapter)
     tokenizer = load_tokenizer(
         tokenizer_source,
         representation=plaid_args.representation,
