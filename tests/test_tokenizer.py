@@ -68,11 +68,21 @@ def test_cif_keywords_and_space_group_symbols(tokenizers, texts):
         assert _pieces(tok, keyword) == [keyword]
     for text in texts["cif"]:
         pieces = _pieces(tok, text)
-        symbol = next(line.split()[1] for line in text.splitlines() if line.startswith("_symmetry_space_group_name"))
+        symbol = next(
+            line.split()[1] for line in text.splitlines() if line.startswith("_symmetry_space_group_name")
+        )
         keyword_at = pieces.index("_symmetry_space_group_name_H-M")
         assert pieces[keyword_at + 4] == symbol, text  # keyword, three spaces, symbol as one piece
     # a symbol-like string outside the space-group field stays digits: P1 in a formula
-    assert _pieces(tok, "_chemical_formula_sum   P1\n") == ["_chemical_formula_sum", " ", " ", " ", "P", "1", "\n"]
+    assert _pieces(tok, "_chemical_formula_sum   P1\n") == [
+        "_chemical_formula_sum",
+        " ",
+        " ",
+        " ",
+        "P",
+        "1",
+        "\n",
+    ]
     # the wyckoff tokenizer has no CIF keyword pieces but still covers CIF text character by character
     wyckoff_tok = tokenizers["wyckoff"]
     assert "_cell_length_a" not in wyckoff_tok.get_vocab()
