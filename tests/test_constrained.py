@@ -252,3 +252,45 @@ def test_constrained_conditional_and_infill(tiny_backend):
     )
     for g in gens:
         rep.decode(masked.replace("[MASK]", g.text))
+
+
+# ------------------------------------------------------------------------------------------ coords text
+
+
+def _coords_grammar(**kw):
+    rep = get("coords")
+    options = dict(
+        length_decimals=rep.length_decimals,
+        angle_decimals=rep.angle_decimals,
+        coord_decimals=rep.coord_decimals,
+    )
+    options.update(kw)
+    return make_grammar("coords", {}, **options)
+
+
+def test_coords_grammar_accepts_real_texts_and_walks_decode(perov_structures, carbon_structures):
+    rep = get("coords")
+    g = _coords_grammar(max_atoms=24)
+    for s in perov_structures[:20] + carbon_structures[:20]:
+        assert _accepts(g, rep.encode(s))
+    assert not _accepts(g, "3.9 3.9 3.9\n90 90 90\nBa\n0.500 0.500")  # a site without its third coordinate
+    assert not _accepts(g, "3.9 3.9 3.9\n60 60 150\nBa\n0.500 0.500 0.500")  # no cell
+    rng = random.Random(1)
+    for budget in (60, 200):
+        for _ in range(30):
+            text = _random_walk(g, rng, budget)
+            assert len(text) <= budget
+            rep.decode(text)
+
+
+def test_untrained_model_constrained_coords(tiny_backend):
+    from plaid.prompts import generation_prompt
+    from plaid.sampling.generate import SamplingParams
+
+    rep = get("coords")
+    grammar = _coords_grammar(max_atoms=8)
+    gens = tiny_backend.generate(
+        [generation_prompt("coords")] * 8, list(range(8)), SamplingParams(max_new_tokens=120), [grammar] * 8
+    )
+    for g in gens:
+        rep.decode(g.text)

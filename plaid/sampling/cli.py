@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="output JSONL (appended; resumes)")
     p.add_argument(
-        "--constrained", action="store_true", help="grammar-constrained decoding (wyckoff, infill)"
+        "--constrained", action="store_true", help="grammar-constrained decoding (wyckoff, coords, infill)"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
@@ -133,12 +133,8 @@ def run(args) -> int:
         params = SamplingParams(args.temperature, args.top_p, args.top_k, args.max_new_tokens)
         if args.batch_size < 1:
             raise RequestError("--batch-size must be >= 1")
-        if (
-            args.constrained
-            and args.representation != "wyckoff"
-            and any(r.task != "infill" for r in requests)
-        ):
-            raise RequestError("--constrained is implemented for --representation wyckoff (and infilling)")
+        if args.constrained and args.representation == "cif" and any(r.task != "infill" for r in requests):
+            raise RequestError("--constrained is implemented for the wyckoff and coords representations")
         config = SampleConfig(
             representation=args.representation,
             batch_size=args.batch_size,

@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 
 from transformers import LogitsProcessor
 
-from .grammar import ElementGrammar, State, WyckoffGrammar
+from .grammar import CoordsGrammar, ElementGrammar, State, WyckoffGrammar
 
 logger = logging.getLogger(__name__)
 
-CONSTRAINED_REPRESENTATIONS = ("wyckoff",)
+CONSTRAINED_REPRESENTATIONS = ("wyckoff", "coords")
 
 
 def token_strings(tokenizer) -> list[str | None]:
@@ -106,6 +106,8 @@ def make_grammar(representation: str, conditions: Mapping | None = None, task: s
         )
     from pymatgen.core import Composition
 
+    if representation == "coords":  # conditions are prompt text only here; the grammar enforces decodability
+        return CoordsGrammar(**options)
     conditions = dict(conditions or {})
     max_atoms = options.get("max_atoms", 256)
     compositions = None
