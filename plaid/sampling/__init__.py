@@ -31,6 +31,7 @@ _EXPORTS = {
     "read_prompt_file": "requests",
     "WyckoffGrammar": "grammar",
     "ElementGrammar": "grammar",
+    "CoordsGrammar": "grammar",
     "GrammarLogitsProcessor": "constrained",
     "TokenTrie": "constrained",
     "make_grammar": "constrained",
