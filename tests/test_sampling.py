@@ -357,3 +357,44 @@ def test_vllm_backend_missing_is_a_clear_error():
             VLLMBackend("/nonexistent")
     else:  # pragma: no cover - only where vLLM is installed
         pytest.skip("vLLM is installed")
+
+
+def test_row_sampler_temperature_top_k_top_p():
+    import torch
+
+    from plaid.sampling.generate import RowSampler
+
+    scores = torch.tensor([[0.0, 3.0, 1.0, 2.0], [5.0, 0.0, 4.9, -1.0]])
+    greedy = scores.argmax(-1)
+    assert torch.equal(RowSampler([1, 2], 0.0, 0, 1.0)(None, scores), scores)  # temperature 0: untouched
+    for sampler in (RowSampler([1, 2], 1.0, 1, 1.0), RowSampler([3, 4], 1.0, 0, 1e-6)):
+        out = sampler(None, scores)
+        assert torch.equal(out.argmax(-1), greedy)
+        assert torch.isinf(out).sum() == 6  # one finite score per row: the sampled token
+    # top-k = 2 never picks outside the two best tokens; each row follows its own seed
+    picks = {
+        tuple(RowSampler([s, s + 100], 1.0, 2, 1.0)(None, scores).argmax(-1).tolist()) for s in range(40)
+    }
+    assert all(a in (1, 3) and b in (0, 2) for a, b in picks) and len(picks) > 1
+
+
+def test_cli_prompt_file_with_exports(tiny_model_dir, tmp_path, one_thread, capsys):
+    from ase.io import read
+
+    from plaid.cli import main
+
+    targets = tmp_path / "targets.csv"
+    targets.write_text("id,formula,spacegroup,num_samples\nnacl,NaCl,225,2\nbto,BaTiO3,Pm-3m,1\n")
+    out = tmp_path / "p.jsonl"
+    code = main(
+        ["sample", "--model", str(tiny_model_dir), "--prompt-file", str(targets), "--out", str(out),
+         "--constrained", "--max-atoms", "10", "--max-new-tokens", "160", "--no-progress",
+         "--cif-dir", str(tmp_path / "cifs"), "--extxyz", str(tmp_path / "p.extxyz")]
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    records = read_jsonl(out)
+    assert sorted(r["sample_id"] for r in records) == ["bto-00000", "nacl-00000", "nacl-00001"]
+    assert {r["formula"] for r in records} == {"NaCl", "BaTiO3"} and summary["parsed"] == 3
+    assert summary["exported"] == 3 and len(read(tmp_path / "p.extxyz", index=":")) == 3
+    assert len(list((tmp_path / "cifs").glob("*.cif"))) == 3
