@@ -124,14 +124,13 @@ class Sampler:
                     feasible = []
                     for z in Z_SCAN:
                         prompt_for(req, self.config.representation, zscan_conditions(req, z))
-                        if self.config.constrained:
-                            try:
-                                self.grammar(req, zscan_conditions(req, z))
-                                feasible.append(z)
-                            except ValueError:
-                                pass
-                    if self.config.constrained and not feasible:
-                        raise ValueError(f"no Z in {Z_SCAN} gives a crystal satisfying {req.conditions}")
+                        if self._zscan_feasible(req, z):
+                            feasible.append(z)
+                    if not feasible:
+                        raise ValueError(
+                            f"no Z in {Z_SCAN} gives a crystal satisfying {req.conditions} "
+                            f"within max_new_tokens={self.config.max_new_tokens(req.task)}"
+                        )
                 else:
                     prompt_for(req, self.config.representation)
                     if self.config.constrained:
@@ -145,6 +144,16 @@ class Sampler:
                 errors.append(f"request {req.request_id}: {exc}")
         if errors:
             raise RequestError("\n".join(errors))
+
+    def _zscan_feasible(self, req: SampleRequest, z: int) -> bool:
+        """Unconstrained, every Z is tried; constrained, only those whose grammar fits the token budget."""
+        if not self.config.constrained:
+            return True
+        try:
+            need = self.grammar(req, zscan_conditions(req, z)).initial().u
+        except ValueError:
+            return False
+        return need <= self.config.max_new_tokens(req.task)
 
     # ------------------------------------------------------------------------------------------ planning
     def _item(self, req: SampleRequest, k: int, z: int | None = None) -> _Item:
@@ -163,11 +172,8 @@ class Sampler:
         cfg = self.config
         if req.task == "zscan":
             for z in Z_SCAN:
-                if cfg.constrained:
-                    try:
-                        self.grammar(req, zscan_conditions(req, z))
-                    except ValueError:
-                        continue
+                if not self._zscan_feasible(req, z):
+                    continue
                 mine = [r for r in records if r.get("z") == z]
                 if any(r.get("valid") for r in mine):
                     return []
