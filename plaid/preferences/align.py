@@ -42,6 +42,7 @@ class AlignConfig:
     top_k: int = 0
     max_new_tokens: int | None = None
     constrained: bool = False
+    grammar_options: dict = field(default_factory=dict)  # e.g. {max_atoms: 20, length_range: [2.5, 12.0]}
     device: str | None = None
     relaxer: str = "m3gnet"  # labeller (PLaID: M3GNet); evaluate with CHGNet separately
     relaxer_model_path: str | None = None
@@ -138,7 +139,8 @@ def sample_stage(config: AlignConfig, adapter: str, out: Path, iteration: int) -
 
     params = SamplingParams(config.temperature(iteration), config.top_p, config.top_k, config.max_new_tokens)
     sample_config = SampleConfig(representation=config.representation, batch_size=config.batch_size,
-                                 seed=config.seed + 1000 * iteration, params=params, constrained=config.constrained)
+                                 seed=config.seed + 1000 * iteration, params=params, constrained=config.constrained,
+                                 grammar_options=dict(config.grammar_options))
     backend = load_backend(adapter, "hf", device=config.device)
     try:
         summary = Sampler(backend, sample_config).run([make_request("unconditional", None, config.num_samples)], out)

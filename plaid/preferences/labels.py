@@ -72,7 +72,6 @@ def label_samples(
     set reduced by ``plaid.evaluation.matching.reduce_reference`` for novelty (None: novelty not computed)."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    from ..evaluation.samples import structure_from_cif
     from ..evaluation.validity import structural_validity
 
     out = Path(out_dir)
@@ -91,7 +90,11 @@ def label_samples(
                 labels[sid] = Label(**base, status="unparsed", reason=rec.get("error") or "not parsed")
                 writer.write(labels[sid].to_record())
                 continue
-            structure = structure_from_cif(rec["cif"])
+            structure, error = _sample_structure(rec)
+            if structure is None:
+                labels[sid] = Label(**base, status="unparsed", reason=error)
+                writer.write(labels[sid].to_record())
+                continue
             if not structural_validity(structure):
                 labels[sid] = Label(**base, status="invalid", reason="structurally invalid (CDVAE: d < 0.5 A or V < 0.1 A^3)")
                 writer.write(labels[sid].to_record())
@@ -129,6 +132,24 @@ def label_samples(
     if reference is not None:
         _add_novelty(labels, records, out, reference)
     return [labels[str(r["sample_id"])] for r in records]
+
+
+def _sample_structure(record: dict):
+    """The sample's structure, decoded from its text with its representation (else read from its CIF), or
+    (None, reason). Never raises."""
+    from ..evaluation.samples import structure_from_cif
+    from ..representations import DecodeError, get
+
+    name = record.get("representation")
+    if name and record.get("text"):
+        try:
+            return get(name).decode(record["text"]), None
+        except (DecodeError, ValueError) as exc:
+            return None, f"text does not decode: {exc}"
+    try:
+        return structure_from_cif(record["cif"]), None
+    except Exception as exc:  # noqa: BLE001 - recorded as the sample's reason
+        return None, f"CIF does not parse: {type(exc).__name__}: {exc}"
 
 
 def _add_novelty(labels: dict[str, Label], records: list[dict], out: Path, reference: dict) -> None:
