@@ -126,6 +126,10 @@ def test_killed_build_resumes_without_reencoding(tmp_path, perov_csv, monkeypatc
     for split in first:
         assert first[split]["prompt"] == second[split]["prompt"]
         assert first[split]["completion"] == second[split]["completion"]
+    # another representation in the same directory does not reuse the coords encodings
+    third, _ = build_dataset(str(perov_csv), "wyckoff", out_dir=out, max_structures=40)
+    assert (out / "encoded.jsonl.stale").exists()
+    assert all(row["completion"].splitlines()[1].isdigit() for row in third["train"] if row["task"] != "infill")
 
 
 def test_named_dataset_resolves_from_data_dir(perov_csv):

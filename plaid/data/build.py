@@ -218,9 +218,12 @@ def build_dataset(
     out_path = Path(out_dir) if out_dir else None
     if out_path:
         out_path.mkdir(parents=True, exist_ok=True)
-    enc = encode_frame(
-        df, representation, representation_options, num_proc, out_path / ENCODED_FILE if out_path else None
-    )
+    cache = None
+    if out_path:
+        cache = out_path / ENCODED_FILE
+        _invalidate_stale_cache(cache, {"source": source_desc, "representation": representation,
+                                        "options": representation_options or {}, "max_structures": max_structures})
+    enc = encode_frame(df, representation, representation_options, num_proc, cache)
 
     failed = enc[enc["text"].isna()]
     good = enc[enc["text"].notna()].reset_index(drop=True)
@@ -283,6 +286,18 @@ def build_dataset(
         report.split_counts,
     )
     return dataset, report
+
+
+def _invalidate_stale_cache(cache: Path, signature: dict) -> None:
+    """Encodings cached for another source, representation or options are set aside (``*.stale``), not reused."""
+    sig_path = cache.with_suffix(".signature.json")
+    wanted = json.dumps(signature, sort_keys=True, default=str)
+    if cache.exists():
+        previous = sig_path.read_text() if sig_path.exists() else None
+        if previous != wanted:
+            log.warning("%s was made with other inputs; moving it to %s.stale", cache, cache.name)
+            cache.replace(cache.with_suffix(".jsonl.stale"))
+    sig_path.write_text(wanted)
 
 
 def load_built(path: str | os.PathLike):
