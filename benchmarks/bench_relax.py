@@ -73,6 +73,11 @@ def main() -> int:
           f"(median |dE| {1000 * np.median(diff[finite]):.3f} meV/atom, max {1000 * diff[finite].max():.2f})")
     same_status = np.mean([x.status == y.status for x, y in zip(b, s)])
     print(f"same status as ASE: {same_status:.3f}")
+    for x, y, d in zip(b, s, diff):
+        if not d <= 0.010:
+            print(f"  differs: id {x.id} ({structures[int(x.id)].composition.reduced_formula}) batched {x.status} "
+                  f"{x.n_steps} steps {x.energy_per_atom:.4f} eV/atom, ASE {y.status} {y.n_steps} steps "
+                  f"{y.energy_per_atom:.4f} eV/atom")
     return 0
 
 
