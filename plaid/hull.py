@@ -399,4 +399,10 @@ def load_hull(path: str | os.PathLike | None = None, *, reference_csv: str | os.
         "elemental_refs": str(refs_path),
         **info,
     }
+    if info["formation_energy_column"] == "heat_ref":
+        source["warning"] = (
+            "Perov-5 heat_ref (CMR, GPAW/RPBE with its own elemental references) is not on the MP energy scale: "
+            "E_hull against this hull is not comparable with MP-hull numbers (CHGNet formation energies of Perov-5 "
+            "structures checked differ from heat_ref by 1-3 eV/atom)")
+        logger.warning(source["warning"])
     return ReferenceHull(entries + list(refs.values()), source)

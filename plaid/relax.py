@@ -447,24 +447,35 @@ class Relaxer:
         results: dict[str, RelaxResult] = {}
         writer = JsonlWriter(out_path, key="id") if out_path is not None else None
         try:
+            settings = self._settings()
             if writer is not None:
-                wanted = set(ids)
+                wanted, mismatched = set(ids), 0
                 for record in writer.records:
                     if record.get("id") in wanted:
                         results[record["id"]] = RelaxResult.from_record(record)
+                        mismatched += record.get("settings", settings) != settings
+                if mismatched:
+                    logger.warning("%s: %d finished results were made with other relaxer settings than %s; they are "
+                                   "reused as they are (use a new out_path to redo them)", out_path, mismatched,
+                                   settings)
             todo = [(i, ids[i], structures[i]) for i in range(len(ids)) if ids[i] not in results]
             bar = tqdm(total=len(todo), desc=f"relax {self.name}", disable=not progress, unit="struct")
             runner = self._run_batched if batched else self._run_sequential
             for result in runner(todo):
                 results[result.id] = result
                 if writer is not None:
-                    writer.write(result.to_record())
+                    writer.write({**result.to_record(), "settings": settings})
                 bar.update(1)
             bar.close()
         finally:
             if writer is not None:
                 writer.close()
         return [results[i] for i in ids]
+
+    def _settings(self) -> dict:
+        """What makes two results comparable; stored with each JSONL record."""
+        return {"name": self.model.name, "model_version": self.model.version, "fmax": self.fmax,
+                "max_steps": self.max_steps, "filter": self.filter}
 
     # ---------------------------------------------------------------- batched engine
 
