@@ -201,3 +201,26 @@ def test_resume_skips_finished_ids_and_repairs_a_torn_line(chgnet, perov_structu
     assert len(out.read_text().splitlines()) == 3
     restored = RelaxResult.from_record(lines[1])
     assert restored.structure is not None and math.isfinite(restored.energy_per_atom)
+
+
+def test_cli_relaxes_a_csv_and_writes_e_hull(chgnet, perov_csv, elemental_refs_path, tmp_path):
+    import csv
+
+    import pandas as pd
+
+    from plaid.cli import main
+
+    df = pd.read_csv(perov_csv).iloc[[QUICK_PEROV[4], QUICK_PEROV[7]]][["material_id", "cif"]]
+    df = pd.concat([df, pd.DataFrame({"material_id": ["broken"], "cif": ["not a cif"]})])
+    inp = tmp_path / "in.csv"
+    df.to_csv(inp, index=False)
+    refs = tmp_path / "ref.csv"
+    pd.read_csv(perov_csv).head(200).to_csv(refs, index=False)
+    out = tmp_path / "relax.jsonl"
+    assert main(["relax", str(inp), "--out", str(out), "--reference-csv", str(refs), "--max-steps", "60",
+                 "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out.with_suffix(".ehull.csv"))))
+    assert [r["id"] for r in rows] == [str(i) for i in df.material_id]
+    assert rows[2]["status"] == "error" and "unparseable CIF" in rows[2]["reason"]
+    assert all(r["status"] == "converged" and math.isfinite(float(r["e_hull"])) for r in rows[:2])
+    assert len(out.read_text().splitlines()) == 2  # the two relaxed structures, resumable
