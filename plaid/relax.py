@@ -11,7 +11,8 @@ and waiting ones enter. ``Relaxer.relax(..., batched=False)`` / :func:`relax_seq
 ASE FIRE + FrechetCellFilter with the model's own ASE calculator, one structure at a time.
 
 A structure never crashes the batch: non-finite energy/forces/stress, volume blow-up or collapse
-(``max_volume_ratio``), atoms without any neighbour inside the model cutoff ("exploded"), the per-structure step
+(``max_volume_ratio``), atoms without any neighbour inside the model cutoff, a relaxed structure with two atoms
+closer than ``min_distance`` (0.5 A, an MLIP energy hole) ("exploded"), the per-structure step
 cap ("max_steps", energy kept), the per-structure wall-clock timeout ("timeout") and any other exception
 ("error") are recorded per structure with a reason. With ``out_path`` each result is appended to a JSONL file
 (:class:`plaid.io.JsonlWriter`, key ``id``) as soon as it finishes; a re-run skips finished ids.
@@ -424,6 +425,7 @@ class Relaxer:
         batch_size: int = 32,
         timeout_s: float | None = None,
         max_volume_ratio: float = 10.0,
+        min_distance: float = 0.5,
         fire: FireParams | None = None,
     ):
         if filter not in FILTERS:
@@ -435,6 +437,7 @@ class Relaxer:
         self.batch_size = int(batch_size)
         self.timeout_s = timeout_s
         self.max_volume_ratio = float(max_volume_ratio)
+        self.min_distance = float(min_distance)
         self.fire = fire or FireParams()
 
     @property
@@ -453,6 +456,7 @@ class Relaxer:
             "batch_size": self.batch_size,
             "timeout_s": self.timeout_s,
             "max_volume_ratio": self.max_volume_ratio,
+            "min_distance": self.min_distance,
             "energies_mp2020_compatible": self.model.mp2020_compatible,
         }
 
@@ -533,14 +537,28 @@ class Relaxer:
             a=self.fire.astart,
         )
 
+    def _collapsed(self, structure) -> str | None:
+        """Reason if two atoms of a finished relaxation are closer than ``min_distance`` (an MLIP energy hole)."""
+        if len(structure) < 2 or self.min_distance <= 0:
+            return None
+        d = structure.distance_matrix
+        closest = float(d[~np.eye(len(structure), dtype=bool)].min())
+        if closest < self.min_distance:
+            return f"atoms collapsed: closest pair {closest:.3g} A < min_distance {self.min_distance:g} A"
+        return None
+
     def _finish(self, s: _Slot, status: str, reason: str | None = None, keep: bool = True) -> RelaxResult:
         ok = keep and status not in FAILED_STATUSES
+        structure = s.structure() if ok else None
+        collapsed = self._collapsed(structure) if structure is not None else None
+        if collapsed:
+            status, reason, ok, structure = "exploded", f"{collapsed} (step {s.steps})", False, None
         return RelaxResult(
             id=s.id,
             status=status,
             reason=reason,
             energy_per_atom=s.pred.energy_per_atom if ok and s.pred is not None else math.nan,
-            structure=s.structure() if ok else None,
+            structure=structure,
             n_steps=s.steps,
             initial_energy_per_atom=s.e0,
             wall_time_s=time.perf_counter() - s.start,
@@ -664,8 +682,11 @@ class Relaxer:
             energy = float(atoms.get_potential_energy()) / n
             status = "converged" if converged else "max_steps"
             reason = None if converged else f"fmax not reached after {steps} steps"
-            return RelaxResult(sid, status, reason, energy, AseAtomsAdaptor.get_structure(atoms), steps, e0,
-                               time.perf_counter() - start)
+            relaxed = AseAtomsAdaptor.get_structure(atoms)
+            collapsed = self._collapsed(relaxed)
+            if collapsed:
+                return fail("exploded", f"{collapsed} (step {steps})")
+            return RelaxResult(sid, status, reason, energy, relaxed, steps, e0, time.perf_counter() - start)
         except StructureExploded as exc:
             return fail("exploded", f"{exc} (step {steps})")
         except Exception as exc:  # noqa: BLE001
