@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 # One line per subcommand module, in the order they appear in --help.
 COMMAND_MODULES = [
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # pymatgen warns for every noble gas it sorts by electronegativity (CIF writing); it is noise for users
+    warnings.filterwarnings("ignore", message="No Pauling electronegativity")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -41,13 +41,17 @@ def test_config_is_strict(tmp_path):
 
 
 def test_two_iterations_end_to_end_then_resume(tmp_path, sft_adapter, perov_csv, monkeypatch, m3gnet_path):
+    import pandas as pd
+
+    reference = tmp_path / "reference.csv"  # 600 real Perov-5 structures: offline hull, novelty, S.U.N.
+    pd.read_csv(perov_csv, nrows=600).to_csv(reference, index=False)
     base = AlignConfig.from_yaml(ROOT / "recipes/configs/tiny/align.yaml")
     config = AlignConfig(**{
         **base.__dict__,
-        "sft_adapter": str(sft_adapter), "output_dir": str(tmp_path / "align"), "reference": str(perov_csv),
+        "sft_adapter": str(sft_adapter), "output_dir": str(tmp_path / "align"), "reference": str(reference),
         "dpo_config": str(ROOT / "recipes/configs/tiny/dpo.yaml"),
         "dpo_overrides": ["--max_steps", "2", "--per_device_train_batch_size", "4"],
-        "num_samples": 12, "batch_size": 12, "relax_max_steps": 8, "relaxer_model_path": str(m3gnet_path),
+        "num_samples": 10, "batch_size": 10, "relax_max_steps": 8, "relaxer_model_path": str(m3gnet_path),
         "grammar_options": {"max_atoms": 8, "max_elements": 3, "length_range": [3.0, 7.0]},
     })
     summary = run_alignment(config)
@@ -59,7 +63,7 @@ def test_two_iterations_end_to_end_then_resume(tmp_path, sft_adapter, perov_csv,
     for it, row in zip((1, 2), rows):
         d = root / f"iter_{it}"
         samples = read_jsonl(d / "samples.jsonl")
-        assert len(samples) == 12 and row["parse_rate"] == 1.0  # constrained decoding
+        assert len(samples) == 10 and row["parse_rate"] == 1.0  # constrained decoding
         labels = read_jsonl(d / "labels" / "labels.jsonl")
         assert sorted(lab["sample_id"] for lab in labels) == sorted(s["sample_id"] for s in samples)
         pairs = load_from_disk(str(d / "pairs"))

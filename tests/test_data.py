@@ -133,7 +133,7 @@ def test_killed_build_resumes_without_reencoding(tmp_path, perov_csv, monkeypatc
 
 
 def test_named_dataset_resolves_from_data_dir(perov_csv):
-    assert resolve_named("perov_5", "val") == perov_csv
+    assert resolve_named("perov_5", "val") == perov_csv.resolve()
     df, desc = load_source("perov_5", splits=("val",))
     assert len(df) == len(pd.read_csv(perov_csv)) and desc["files"]["val"]["sha256"].startswith("326f4012")
 
