@@ -118,3 +118,47 @@ def test_dataset_from_evaluate_labels_and_nothing_written_when_degenerate(tmp_pa
     with pytest.raises(PairingError, match="no accepted"):
         make_preference_dataset(samples, tmp_path / "empty", eval_dir=bad)
     assert not (tmp_path / "empty").exists()
+
+
+def test_label_samples_statuses_and_resume(tmp_path, perov_csv, perov_structures, m3gnet_path):
+    """Real M3GNet relaxation + offline hull: a perovskite is labelled, atoms 0.3 A apart are invalid, an
+    unparsed sample stays unparsed, an element M3GNet does not know fails its relaxation; a re-run relaxes nothing."""
+    import pandas as pd
+    from pymatgen.core import Lattice, Structure
+
+    from plaid.hull import load_hull
+    from plaid.preferences import label_samples
+    from plaid.relax import get_relaxer
+    from plaid.representations import get
+
+    reference = tmp_path / "ref.csv"
+    pd.read_csv(perov_csv, nrows=300).to_csv(reference, index=False)
+    hull = load_hull(None, reference_csv=reference)
+    rep = get("wyckoff")
+    good = perov_structures[0]
+    close = Structure(Lattice.cubic(4.0), ["Sr", "Ti"], [[0, 0, 0], [0.075, 0, 0]])
+    unknown = Structure(Lattice.cubic(3.5), ["Lr"], [[0, 0, 0]])
+
+    def record(i, structure=None, text=None):
+        text = text if text is not None else rep.encode(structure)
+        return {"sample_id": str(i), "prompt": "P", "text": text, "parsed": structure is not None,
+                "cif": structure.to(fmt="cif") if structure is not None else None, "representation": "wyckoff",
+                "error": None if structure is not None else "truncated"}
+
+    records = [record(0, good), record(1, close), record(2, text="Sr1 Ti1"), record(3, unknown)]
+    relaxer = get_relaxer("m3gnet", model_path=m3gnet_path, max_steps=5)
+    labels = label_samples(records, tmp_path / "labels", relaxer=relaxer, hull=hull, progress=False)
+    assert [lab.status for lab in labels] == ["ok", "invalid", "unparsed", "relax_failed"]
+    assert labels[0].e_hull is not None and labels[0].energy_per_atom < 0 and labels[0].spacegroup
+    assert "0.3" in labels[1].reason or "distance" in labels[1].reason
+    assert labels[3].reason.startswith("error") and labels[3].e_hull is None
+
+    class NoRelax:
+        name = relaxer.name
+
+        def relax(self, structures, ids=None, out_path=None, progress=True, batched=True):
+            assert not structures, "a labelled sample was relaxed again"
+            return []
+
+    again = label_samples(records, tmp_path / "labels", relaxer=NoRelax(), hull=hull, progress=False)
+    assert [lab.to_record() for lab in again] == [lab.to_record() for lab in labels]

@@ -36,6 +36,24 @@ def structure_from_cif(cif: str) -> Structure:
         return Structure.from_str(cif, fmt="cif")
 
 
+def structure_from_record(record: dict) -> tuple[Structure | None, str | None]:
+    """A sample record's structure and None, or None and the reason; never raises.
+
+    The generated text is decoded with its representation when the record names one (the exact structure the
+    sampler parsed: a CIF round trip can merge overlapping sites); otherwise the record's CIF is read."""
+    text, name, cif = record.get("text"), record.get("representation"), record.get("cif")
+    try:
+        if text and name:
+            from plaid.representations import get
+
+            return get(name).decode(text), None
+        if cif:
+            return structure_from_cif(cif), None
+        return None, "record has neither cif nor decodable text"
+    except Exception as exc:  # noqa: BLE001 - recorded per sample
+        return None, f"unreadable structure: {type(exc).__name__}: {exc}"
+
+
 def _sample_from_record(record: dict, position: int) -> Sample:
     sid = record.get("sample_id", position)
     conditions = record.get("conditions") or {}
@@ -55,10 +73,11 @@ def _sample_from_record(record: dict, position: int) -> Sample:
         material_id=record.get("material_id") or conditions.get("material_id"),
         meta={k: record[k] for k in META_KEYS if record.get(k) is not None},
     )
-    cif = record.get("cif")
-    if record.get("parsed") is False or (not cif and record.get("error")):
+    if record.get("parsed") is False or (not record.get("cif") and record.get("error")):
         sample.error = record.get("error") or "not parsed"
         return sample
+    sample.structure, sample.error = structure_from_record(record)
+    return sample
     try:
         if cif:
             sample.structure = structure_from_cif(cif)

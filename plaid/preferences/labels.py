@@ -72,6 +72,7 @@ def label_samples(
     set reduced by ``plaid.evaluation.matching.reduce_reference`` for novelty (None: novelty not computed)."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+    from ..evaluation.samples import structure_from_record
     from ..evaluation.validity import structural_validity
 
     out = Path(out_dir)
@@ -90,13 +91,14 @@ def label_samples(
                 labels[sid] = Label(**base, status="unparsed", reason=rec.get("error") or "not parsed")
                 writer.write(labels[sid].to_record())
                 continue
-            structure, error = _sample_structure(rec)
+            structure, error = structure_from_record(rec)
             if structure is None:
                 labels[sid] = Label(**base, status="unparsed", reason=error)
                 writer.write(labels[sid].to_record())
                 continue
-            if not structural_validity(structure):
-                labels[sid] = Label(**base, status="invalid", reason="structurally invalid (CDVAE: d < 0.5 A or V < 0.1 A^3)")
+            valid, why = structural_validity(structure)
+            if not valid:
+                labels[sid] = Label(**base, status="invalid", reason=f"structurally invalid (CDVAE): {why}")
                 writer.write(labels[sid].to_record())
                 continue
             to_relax.append(base)
@@ -132,24 +134,6 @@ def label_samples(
     if reference is not None:
         _add_novelty(labels, records, out, reference)
     return [labels[str(r["sample_id"])] for r in records]
-
-
-def _sample_structure(record: dict):
-    """The sample's structure, decoded from its text with its representation (else read from its CIF), or
-    (None, reason). Never raises."""
-    from ..evaluation.samples import structure_from_cif
-    from ..representations import DecodeError, get
-
-    name = record.get("representation")
-    if name and record.get("text"):
-        try:
-            return get(name).decode(record["text"]), None
-        except (DecodeError, ValueError) as exc:
-            return None, f"text does not decode: {exc}"
-    try:
-        return structure_from_cif(record["cif"]), None
-    except Exception as exc:  # noqa: BLE001 - recorded as the sample's reason
-        return None, f"CIF does not parse: {type(exc).__name__}: {exc}"
 
 
 def _add_novelty(labels: dict[str, Label], records: list[dict], out: Path, reference: dict) -> None:
