@@ -24,19 +24,19 @@ CHGNet yes -> not corrected again; M3GNet-MP-2021 no -> corrected); ``apply_mp20
 from __future__ import annotations
 
 import gzip
-import hashlib
 import itertools
 import json
 import logging
 import math
 import os
 import pickle
-import shutil
-import tempfile
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from plaid.io import download as _download
+from plaid.io import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -52,44 +52,14 @@ FORMULA_COLUMNS = ("formula", "pretty_formula", "reduced_formula")
 # ------------------------------------------------------------------------------------------------- download
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download(url: str, sha256: str | None = None, dest_dir: str | os.PathLike | None = None,
              filename: str | None = None) -> Path:
-    """Fetch ``url`` (http(s) or file://) into ``dest_dir`` (default ``cache_dir()/hulls``) and verify ``sha256``.
-
-    An existing file with the right checksum is reused. The download goes to a temporary file that is renamed
-    into place only after the checksum matched, so an interrupted or corrupt download never poisons the cache.
-    """
+    """Fetch a hull file into ``dest_dir`` (default ``cache_dir()/hulls``), verified by ``sha256`` (plaid.io.download)."""
     from plaid.paths import cache_dir
 
     dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir() / "hulls"
-    dest_dir.mkdir(parents=True, exist_ok=True)
     name = filename or Path(urllib.request.url2pathname(url.split("?")[0])).name or "download"
-    target = dest_dir / name
-    if target.exists() and (sha256 is None or sha256_of(target) == sha256.lower()):
-        return target
-    if sha256 is None:
-        logger.warning("downloading %s without a sha256 checksum: the file is not verified", url)
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:  # noqa: S310
-            shutil.copyfileobj(response, out)
-        if sha256 is not None:
-            got = sha256_of(tmp)
-            if got != sha256.lower():
-                raise ValueError(f"sha256 mismatch for {url}: expected {sha256.lower()}, got {got}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    return _download(url, dest_dir / name, sha256)
 
 
 # -------------------------------------------------------------------------------------------------- loading

@@ -7,14 +7,21 @@ appends the rest, so a kill loses at most the item in flight and never duplicate
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
+import shutil
+import tempfile
+import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def _default(obj: Any):
@@ -132,3 +139,42 @@ def _all_lines_valid(text: str) -> bool:
 def iter_batches(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str | None = None) -> Path:
+    """Fetch ``url`` (http(s) or file://) to ``dest`` and verify its sha256.
+
+    Without a known checksum the digest of the first download is recorded in ``dest.sha256`` and checked on later
+    use. The bytes go to a temporary file renamed into place only after the check, so an interrupted or corrupt
+    download never poisons the cache."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    record = dest.with_name(dest.name + ".sha256")
+    expected = (sha256 or (record.read_text().strip() if record.exists() else "")).lower() or None
+    if dest.exists():
+        if expected is None or sha256_of(dest) == expected:
+            return dest
+        log.warning("checksum mismatch for cached %s; downloading again", dest)
+    if expected is None:
+        log.warning("downloading %s without a known sha256: recording the first download's digest", url)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
+            shutil.copyfileobj(response, out)
+        got = sha256_of(tmp)
+        if expected is not None and got != expected:
+            raise ValueError(f"sha256 mismatch for {url}: expected {expected}, got {got}")
+        os.replace(tmp, dest)
+        record.write_text(got + "\n")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from pymatgen.core import Composition
 
-from plaid.data import build_dataset, load_built, load_source, parse_task_mix, resolve_named
 from plaid.data import build as build_module
+from plaid.data import build_dataset, load_built, load_source, parse_task_mix, resolve_named
 from plaid.data.sources import download, sha256_of
 from plaid.prompts import generation_prompt
 from plaid.representations import MASK, get
@@ -148,7 +148,7 @@ def test_named_dataset_download_with_checksum(tmp_path, perov_csv, monkeypatch):
     path = resolve_named("mp_20", "train", base_url=base)
     assert path.is_relative_to(tmp_path / "cache") and len(pd.read_csv(path)) == 5
     assert path.with_suffix(".csv.sha256").read_text().strip() == sha256_of(path)
-    with pytest.raises(ValueError, match="checksum mismatch"):
+    with pytest.raises(ValueError, match="sha256 mismatch"):
         download(base + "/mp_20/train.csv", tmp_path / "other.csv", sha256="0" * 64)
     df, _ = load_source("mp_20", splits=("train",), base_url=base)
     assert len(df) == 5

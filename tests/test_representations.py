@@ -10,7 +10,6 @@ from pymatgen.core import Lattice, Structure
 from plaid.representations import MASK, DecodeError, EncodeError, available, get
 from plaid.representations.spacegroups import parse_space_group, space_group
 
-
 MATCHER = dict(ltol=0.2, stol=0.3, angle_tol=5)
 
 

@@ -9,16 +9,14 @@ Nothing is parsed here; unreadable CIFs are caught and counted by the builder.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import shutil
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from ..io import download, sha256_of
 from ..paths import cache_dir, data_dir
 
 log = logging.getLogger(__name__)
@@ -64,39 +62,6 @@ NAMED_DATASETS: dict[str, NamedDataset] = {
         description="MPTS-52: 40,476 MP structures with <= 52 atoms, split by time (DiffCSP)",
     ),
 }
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download(url: str, dest: Path, sha256: str | None = None) -> Path:
-    """Download ``url`` (http(s) or file://) to ``dest`` atomically and check its sha256.
-
-    With no known checksum the file's digest is recorded next to it (``dest.sha256``) and checked on later use."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    record = dest.with_suffix(dest.suffix + ".sha256")
-    expected = sha256 or (record.read_text().strip() if record.exists() else None)
-    if dest.exists():
-        actual = sha256_of(dest)
-        if expected is None or actual == expected:
-            return dest
-        log.warning("checksum mismatch for cached %s; downloading again", dest)
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    log.info("downloading %s -> %s", url, dest)
-    with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:  # noqa: S310
-        shutil.copyfileobj(response, out)
-    actual = sha256_of(tmp)
-    if expected is not None and actual != expected:
-        tmp.unlink()
-        raise ValueError(f"checksum mismatch for {url}: expected {expected}, got {actual}")
-    tmp.replace(dest)
-    record.write_text(actual + "\n")
-    return dest
 
 
 def resolve_named(name: str, split: str, root: str | os.PathLike | None = None, base_url: str | None = None) -> Path:

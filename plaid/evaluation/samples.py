@@ -78,18 +78,6 @@ def _sample_from_record(record: dict, position: int) -> Sample:
         return sample
     sample.structure, sample.error = structure_from_record(record)
     return sample
-    try:
-        if cif:
-            sample.structure = structure_from_cif(cif)
-        elif sample.text and sample.representation:
-            from plaid.representations import get
-
-            sample.structure = get(sample.representation).decode(sample.text)
-        else:
-            sample.error = "record has neither cif nor decodable text"
-    except Exception as exc:  # noqa: BLE001 - recorded per sample
-        sample.error = f"unreadable structure: {type(exc).__name__}: {exc}"
-    return sample
 
 
 def load_samples(path: str | Path) -> list[Sample]:

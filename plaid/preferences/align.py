@@ -61,9 +61,9 @@ class AlignConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> AlignConfig:
-        import yaml
-
         import os
+
+        import yaml
 
         data = yaml.safe_load(os.path.expandvars(Path(path).read_text())) or {}
         known = {f.name for f in dataclasses.fields(cls)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class SpaceGroupInfo:
         return sorted(self.wyckoff)
 
 
-@lru_cache(maxsize=None)
+@cache
 def space_group(number: int) -> SpaceGroupInfo:
     """Tables for space group ``number`` (1-230), cached."""
     from pyxtal.symmetry import Group
@@ -87,7 +87,7 @@ def space_group(number: int) -> SpaceGroupInfo:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def symbol_to_number() -> dict[str, int]:
     """Hermann-Mauguin symbols (pyxtal short symbols, spaces removed, and spglib's for every setting) -> number."""
     import spglib
@@ -115,7 +115,7 @@ def parse_space_group(value: str | int) -> int:
         raise ValueError(f"unknown space group {value!r}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def default_hall_number(number: int) -> int:
     """spglib's default Hall number for a space group (the setting its standardization and pymatgen use)."""
     import spglib

@@ -21,7 +21,7 @@ operations and checks the site counts against the formula.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import spglib
@@ -239,14 +239,14 @@ class WyckoffRepresentation(Representation):
         return "\n".join(lines)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _symbol(z: int) -> str:
     from pymatgen.core import Element
 
     return Element.from_Z(z).symbol
 
 
-@lru_cache(maxsize=None)
+@cache
 def _electronegativity(symbol: str) -> float:
     from pymatgen.core import Element
 
