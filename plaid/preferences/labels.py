@@ -178,6 +178,8 @@ def labels_from_evaluation(records: list[dict], eval_dir: str | Path) -> list[La
             labels.append(Label(**base, status="unparsed", reason=rec.get("error") or "not parsed"))
         elif not bool(row.get("struct_valid", True)):
             labels.append(Label(**base, status="invalid", reason="structurally invalid"))
+        elif not bool(row.get("valid", True)):  # plaid evaluate relaxes only valid (structural + SMACT) samples
+            labels.append(Label(**base, status="invalid", reason="compositionally invalid (SMACT)"))
         elif e_hull is None:
             status = str(row.get("relax_status") or "")
             failed = status and status not in ("converged", "max_steps", "nan")
