@@ -300,7 +300,19 @@ class _Option:
     after: int  # fewest orbits still needed after this one
 
 
-class WyckoffGrammar:
+class _CharGrammar:
+    """Character-level grammar: subclasses define ``initial()`` and ``step(state, ch)``."""
+
+    def feed(self, text: str, state: State | None = None) -> State | None:
+        state = state or self.initial()
+        for ch in text:
+            state = self.step(state, ch)
+            if state is None:
+                return None
+        return state
+
+
+class WyckoffGrammar(_CharGrammar):
     """Incremental validator of PLaID Wyckoff text (see module docstring).
 
     ``compositions``: allowed cell compositions (formula line), e.g. from a formula or composition condition;
@@ -379,14 +391,6 @@ class WyckoffGrammar:
 
     def step(self, state: State, ch: str) -> State | None:
         return _STEP[state.phase](self, state, ch)
-
-    def feed(self, text: str, state: State | None = None) -> State | None:
-        state = state or self.initial()
-        for ch in text:
-            state = self.step(state, ch)
-            if state is None:
-                return None
-        return state
 
     # -------------------------------------------------------------------------------------- formula bounds
     def _header_after_formula(self) -> int:
@@ -857,7 +861,7 @@ _NEXT = {
 # --------------------------------------------------------------------------------------------- infilling
 
 
-class ElementGrammar:
+class ElementGrammar(_CharGrammar):
     """Infilling answers: one element symbol, then the end of text."""
 
     name = "element"
@@ -881,14 +885,6 @@ class ElementGrammar:
             return None
         return State(O_EL, buf, (), None, None, 2 - len(buf))
 
-    def feed(self, text: str, state: State | None = None) -> State | None:
-        state = state or self.initial()
-        for ch in text:
-            state = self.step(state, ch)
-            if state is None:
-                return None
-        return state
-
     def check_feasible(self) -> None:
         if not self.elements:
             raise ValueError("no elements allowed")
@@ -899,7 +895,7 @@ class ElementGrammar:
 C_LEN, C_ANG, C_EL, C_CO = range(20, 24)
 
 
-class CoordsGrammar:
+class CoordsGrammar(_CharGrammar):
     """Incremental validator of the coords representation (Gruver et al.): three lengths, three angles, then an
     element line and a fractional-coordinate line per site. Enforces lengths in ``length_range``, angles in
     ``angle_range`` that form a cell (as the decoder checks), known elements, coordinates in [0, 1) and at most
@@ -947,14 +943,6 @@ class CoordsGrammar:
         if s.phase == C_CO:
             return _next_o_co(s) | ({"\n"} if s.buf not in ("", "0", "0.") else set())
         return _NUM
-
-    def feed(self, text: str, state: State | None = None) -> State | None:
-        state = state or self.initial()
-        for ch in text:
-            state = self.step(state, ch)
-            if state is None:
-                return None
-        return state
 
     def _interval(self, s: State) -> tuple[float, float]:
         if s.phase == C_LEN:
