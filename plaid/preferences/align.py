@@ -224,7 +224,8 @@ def run_alignment(config: AlignConfig) -> dict:
                 _, stats = make_preference_dataset(
                     d / "samples.jsonl", d / "pairs", labels_dir=d / "labels", mode=config.mode, ratio=config.ratio,
                     threshold=config.threshold, stable_threshold=config.stable_threshold, relaxer=labeller.relaxer,
-                    hull=labeller.hull, reference_csv=config.reference, test_size=config.test_size,
+                    hull=labeller.hull, reference=labeller.reference if config.mode == "tiered" else None,
+                    test_size=config.test_size,
                     seed=config.seed + it,
                 )
             except PairingError as exc:

@@ -47,11 +47,14 @@ def make_preference_dataset(
     relaxer=None,
     hull=None,
     reference_csv: str | Path | None = None,
+    reference: dict | None = None,
     test_size: float = 0.1,
     seed: int = 0,
     push_to_hub: str | None = None,
 ):
     """Label (or read ``eval_dir`` labels), pair, split and save; returns (DatasetDict, stats).
+
+    Novelty (tiered mode) uses ``reference`` (an already reduced training set) or else reduces ``reference_csv``.
 
     Nothing is written to ``out_dir`` when no pair can be made (``PairingError``)."""
     from datasets import Dataset, DatasetDict, Features, Value
@@ -67,7 +70,8 @@ def make_preference_dataset(
             raise ValueError("labelling needs a relaxer and a hull (or eval_dir with plaid evaluate results)")
         labels_dir = Path(labels_dir or Path(out_dir).with_name(Path(out_dir).name + "_labels"))
         labels = label_samples(records, labels_dir, relaxer=relaxer, hull=hull,
-                               reference=load_reference_for_novelty(reference_csv) if mode == "tiered" else None)
+                               reference=(reference or load_reference_for_novelty(reference_csv))
+                               if mode == "tiered" else None)
         labeller = {"source": "plaid.relax", "relaxer": relaxer.describe(), "labels_dir": str(labels_dir)}
     pairs, stats = build_pairs(labels, mode=mode, ratio=ratio, threshold=threshold,
                                stable_threshold=stable_threshold, seed=seed)
