@@ -58,6 +58,43 @@ def last_checkpoint(training_args) -> str | None:
     return None
 
 
+def run_record(recipe: str, script_args, training_args, model_args, plaid_args, trainer=None) -> dict:
+    """Every argument of the run (and, with ``trainer``, its base model and log history so far)."""
+    record = {
+        "recipe": recipe,
+        "script_args": dataclasses.asdict(script_args),
+        "model_args": dataclasses.asdict(model_args),
+        "plaid_args": dataclasses.asdict(plaid_args),
+        "training_args": training_args.to_dict(),
+    }
+    if trainer is not None:
+        record["base_model"] = _base_name(trainer.model)
+        record["log_history"] = trainer.state.log_history
+    return record
+
+
+def run_record_callback(recipe: str, script_args, training_args, model_args, plaid_args):
+    """A TrainerCallback writing ``plaid_run.json`` into output_dir and each checkpoint when it is saved, so a run
+    killed after a checkpoint still says how it was made."""
+    from transformers import TrainerCallback
+
+    class RunRecordCallback(TrainerCallback):
+        def on_save(self, args, state, control, model=None, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            record = run_record(recipe, script_args, training_args, model_args, plaid_args)
+            record["base_model"] = _base_name(model) if model is not None else None
+            record["global_step"] = state.global_step
+            record["log_history"] = state.log_history
+            text = json.dumps(record, indent=2, default=str)
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            for folder in (Path(args.output_dir), checkpoint):
+                if folder.is_dir():
+                    (folder / RUN_RECORD).write_text(text)
+
+    return RunRecordCallback()
+
+
 def finish(trainer, recipe: str, script_args, training_args, model_args, plaid_args, train_result) -> Path:
     """Save weights (adapter or full model) and tokenizer, and the run record with its metrics."""
     out = Path(training_args.output_dir)
@@ -73,16 +110,8 @@ def finish(trainer, recipe: str, script_args, training_args, model_args, plaid_a
     trainer.save_metrics("train", metrics)
     trainer.save_state()
     if trainer.is_world_process_zero():
-        record = {
-            "recipe": recipe,
-            "base_model": _base_name(trainer.model),
-            "script_args": dataclasses.asdict(script_args),
-            "model_args": dataclasses.asdict(model_args),
-            "plaid_args": dataclasses.asdict(plaid_args),
-            "training_args": training_args.to_dict(),
-            "train_metrics": metrics,
-            "log_history": trainer.state.log_history,
-        }
+        record = run_record(recipe, script_args, training_args, model_args, plaid_args, trainer)
+        record["train_metrics"] = metrics
         (out / RUN_RECORD).write_text(json.dumps(record, indent=2, default=str))
     logger.info("saved %s to %s", recipe, out)
     return out
@@ -125,6 +154,7 @@ def build_trainer(recipe: str, script_args, training_args, model_args, plaid_arg
         eval_dataset=_eval_split(dataset, script_args, training_args),
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=[run_record_callback(recipe, script_args, training_args, model_args, plaid_args)],
     )
     if recipe == "dpo":
         logger.info("DPO reference model: %s", describe_reference(trainer))
