@@ -52,8 +52,10 @@ def register(subparsers) -> None:
         description="Sample N unconditional structures and evaluate them with plaid evaluate. Writes "
         "DIR/results.json, DIR/table.md, DIR/samples.jsonl and DIR/eval/.",
     )
-    gen.add_argument("--reference", required=True, help="training set CSV (novelty)")
-    gen.add_argument("--test", default=None, help="test set CSV for coverage (CDVAE); default: the reference")
+    gen.add_argument("--reference", required=True,
+                     help="training set (novelty): a CDVAE CSV, or a built dataset directory (its train split)")
+    gen.add_argument("--test", default=None, help="test set for coverage (CDVAE): a CSV, or a built dataset "
+                     "directory (its test split); default: the reference")
     gen.add_argument("--num-samples", type=int, default=1000)
     gen.add_argument("--max-atoms", type=int, default=None, help="grammar bound on atoms per cell")
     gen.add_argument("--relaxer", default=None, choices=["chgnet", "m3gnet"],

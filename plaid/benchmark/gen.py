@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .targets import guess_dataset, model_info
+from .targets import guess_dataset, load_targets, model_info
 
 SAMPLES_FILE = "samples.jsonl"
 
@@ -53,6 +53,15 @@ _METRICS = {
 }
 
 
+def _as_csv(path, split: str, dest: Path) -> str:
+    """A CSV path as given, or the ``split`` split of a built dataset directory written out as a CDVAE CSV."""
+    if not Path(path).is_dir():
+        return str(path)
+    frame, _ = load_targets(path, split=split)
+    frame.to_csv(dest, index=False)
+    return str(dest)
+
+
 def run_gen_benchmark(model: str, reference: str, out_dir: str | Path, test: str | None = None,
                       config: GenBenchmarkConfig | None = None, backend=None) -> dict:
     """Sample, evaluate, write ``results.json`` and ``table.md``; returns the results."""
@@ -66,6 +75,9 @@ def run_gen_benchmark(model: str, reference: str, out_dir: str | Path, test: str
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    dataset = cfg.dataset or guess_dataset(test, reference)
+    reference = _as_csv(reference, "train", out / "reference.csv")
+    test = _as_csv(test, "test", out / "test.csv") if test else None
     info = model_info(model)
     representation = cfg.representation or info.get("representation") or "wyckoff"
     sample_config = SampleConfig(
@@ -81,7 +93,6 @@ def run_gen_benchmark(model: str, reference: str, out_dir: str | Path, test: str
     if backend is None:
         backend = load_backend(model, "hf", device=cfg.device)
     summary = Sampler(backend, sample_config).run(requests, out / SAMPLES_FILE)
-    dataset = cfg.dataset or guess_dataset(test, reference)
     eval_cfg = EvaluationConfig(
         dataset=dataset if dataset in ("mp_20", "perov_5", "carbon_24") else None,
         coverage_reference=str(test) if test else None,

@@ -158,8 +158,32 @@ def build_trainer(recipe: str, script_args, training_args, model_args, plaid_arg
     )
     if recipe == "dpo":
         logger.info("DPO reference model: %s", describe_reference(trainer))
+    upcast_trainable_adapters(trainer.model)
     _log_trainable(trainer.model)
     return trainer
+
+
+def upcast_trainable_adapters(model) -> int:
+    """fp32 master weights for the trainable LoRA parameters of a 4/8-bit base; returns how many were cast.
+
+    TRL (1.16) casts them to pure bf16 for a quantized base. In bf16, ``w - 1e-5 == w`` for |w| >= 0.0156 and
+    ``w - 1e-6 == w`` for |w| >= 5e-4, so at PLaID's learning rates (SFT 1e-5, DPO 1e-6) most updates would round
+    away. The weights stay fp32 (the optimizer updates them exactly); with ``bf16: true`` the forward still
+    computes in bf16 under autocast, and PEFT casts the adapter output back to the base layer's dtype."""
+    import torch
+
+    if not getattr(getattr(model, "get_base_model", lambda: model)(), "is_quantized", False):
+        base = getattr(model, "get_base_model", lambda: model)()
+        if not (getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False)):
+            return 0
+    cast = 0
+    for _, param in model.named_parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.to(torch.float32)
+            cast += 1
+    if cast:
+        logger.info("trainable adapter weights kept in fp32 (%d tensors) over the quantized base", cast)
+    return cast
 
 
 def build_sft_trainer(script_args, training_args, model_args, plaid_args):
