@@ -65,7 +65,9 @@ def test_csp_benchmark_definitions(tmp_path, targets):
     cfg = CSPBenchmarkConfig(n_values=(1, 2), constrained=False, batch_size=1, dataset="perov_5")
     results = run_csp_benchmark("unused", str(targets), tmp_path, cfg, backend=ScriptedBackend(answers))
     assert results["match_rate"] == {"1": 0.25, "2": 0.5}  # matched targets / all targets
-    assert results["rmse"]["1"] < 5e-3  # over matched targets only (the text rounds coordinates to 3 decimals)
+    assert (
+        results["rmse"]["1"] < 5e-3
+    )  # over matched targets only (the text rounds coordinates to 3 decimals)
     assert results["counts"]["targets"] == 4 and results["counts"]["samples"] == 8
     assert results["settings"]["matcher"]["ltol"] == 0.3 and results["settings"]["matcher"]["stol"] == 0.5
     records = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
@@ -111,7 +113,9 @@ def test_benchmark_commands_end_to_end_on_a_tiny_model(tmp_path, tiny_model, tar
     cfg = GenBenchmarkConfig(num_samples=2, batch_size=2, representation="wyckoff", max_atoms=6)
     gen = run_gen_benchmark(str(tiny_model), str(reference), tmp_path / "gen", test=str(targets), config=cfg)
     assert gen["counts"]["samples"] == 2
-    assert gen["metrics"]["stable_relaxed"] is None or math.isnan(gen["metrics"]["stable_relaxed"])  # no relaxer
+    assert gen["metrics"]["stable_relaxed"] is None or math.isnan(
+        gen["metrics"]["stable_relaxed"]
+    )  # no relaxer
     assert 0 <= gen["metrics"]["struct_valid"] <= 1
     assert "PLaID" not in (tmp_path / "gen" / "table.md").read_text()  # perov_5: CDVAE's row only
     assert "CDVAE" in (tmp_path / "gen" / "table.md").read_text()

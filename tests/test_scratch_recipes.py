@@ -44,7 +44,11 @@ def test_architecture_keys_build_the_model_and_reject_other_bases(tmp_path):
                    "intermediate_size": 64, "max_position_embeddings": 256},
     )  # fmt: skip
     config = json.loads((path / "config.json").read_text())
-    assert (config["num_hidden_layers"], config["hidden_size"], config["max_position_embeddings"]) == (2, 32, 256)
+    assert (config["num_hidden_layers"], config["hidden_size"], config["max_position_embeddings"]) == (
+        2,
+        32,
+        256,
+    )
     with pytest.raises(ValueError, match="another configuration"):  # never silently replaced
         create_local_model("plaid-scratch-llama", tok, tmp_path / "m", overrides={"num_hidden_layers": 3})
     _, training, model_args, plaid_args = parse_recipe_config(

@@ -51,7 +51,9 @@ class CSPBenchmarkConfig:
     extra: dict = field(default_factory=dict)
 
 
-def csp_prompt_rows(targets: pd.DataFrame, representation: str, num_samples: int, spacegroup: bool) -> list[dict]:
+def csp_prompt_rows(
+    targets: pd.DataFrame, representation: str, num_samples: int, spacegroup: bool
+) -> list[dict]:
     """One sampler request per target: id, material_id, cell composition (as ``representation`` writes the cell)
     and optionally the space group; targets the representation cannot encode are prompted with their own cell."""
     from ..data.build import encode_record
@@ -66,7 +68,9 @@ def csp_prompt_rows(targets: pd.DataFrame, representation: str, num_samples: int
             s = Structure.from_str(t["cif"], fmt="cif")
             composition = " ".join(f"{el.symbol}{int(n)}" for el, n in s.composition.items())
             number = SpacegroupAnalyzer(s, symprec=0.1).get_space_group_number()
-            logger.warning("target %s not encodable (%s): prompted with its own cell", t["material_id"], enc["error"])
+            logger.warning(
+                "target %s not encodable (%s): prompted with its own cell", t["material_id"], enc["error"]
+            )
         else:
             composition, number = enc["composition"], enc["spacegroup"]
         row = {
@@ -87,8 +91,9 @@ def _safe_id(value) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-+=]", "_", str(value))
 
 
-def run_csp_benchmark(model: str, targets: str, out_dir: str | Path, config: CSPBenchmarkConfig | None = None,
-                      backend=None) -> dict:
+def run_csp_benchmark(
+    model: str, targets: str, out_dir: str | Path, config: CSPBenchmarkConfig | None = None, backend=None
+) -> dict:
     """Sample candidates for each target, evaluate CSP, write ``results.json`` and ``table.md``; returns results."""
     from ..evaluation.csp import evaluate_csp
     from ..sampling.generate import SamplingParams, load_backend
@@ -123,8 +128,12 @@ def run_csp_benchmark(model: str, targets: str, out_dir: str | Path, config: CSP
         backend = load_backend(model, "hf", device=cfg.device)
     summary = Sampler(backend, sample_config).run(requests, out / SAMPLES_FILE)
     report = evaluate_csp(
-        out / SAMPLES_FILE, out / TARGETS_FILE, out / "csp", n_values=tuple(cfg.n_values),
-        candidate_filter=cfg.candidate_filter, n_jobs=cfg.n_jobs,
+        out / SAMPLES_FILE,
+        out / TARGETS_FILE,
+        out / "csp",
+        n_values=tuple(cfg.n_values),
+        candidate_filter=cfg.candidate_filter,
+        n_jobs=cfg.n_jobs,
     )
     dataset = cfg.dataset or source.get("dataset")
     results = {

@@ -62,8 +62,14 @@ def _as_csv(path, split: str, dest: Path) -> str:
     return str(dest)
 
 
-def run_gen_benchmark(model: str, reference: str, out_dir: str | Path, test: str | None = None,
-                      config: GenBenchmarkConfig | None = None, backend=None) -> dict:
+def run_gen_benchmark(
+    model: str,
+    reference: str,
+    out_dir: str | Path,
+    test: str | None = None,
+    config: GenBenchmarkConfig | None = None,
+    backend=None,
+) -> dict:
     """Sample, evaluate, write ``results.json`` and ``table.md``; returns the results."""
     from ..evaluation import EvaluationConfig, evaluate
     from ..sampling.generate import SamplingParams, load_backend

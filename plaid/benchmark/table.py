@@ -23,7 +23,9 @@ def csp_table(results: dict, dataset: str | None) -> str:
         cells = []
         for n in ns:
             rate, rmse = row.get(int(n), (None, None))
-            cells.append(f"{'-' if rate is None else f'{rate:.2f}'} | {'-' if rmse is None else f'{rmse:.4f}'}")
+            cells.append(
+                f"{'-' if rate is None else f'{rate:.2f}'} | {'-' if rmse is None else f'{rmse:.4f}'}"
+            )
         lines.append(f"| {name} [{CSP_SOURCE}] | " + " | ".join(cells) + " |")
     c, s, m = results["counts"], results["settings"], results["model"]
     lines += [
@@ -46,15 +48,24 @@ def csp_table(results: dict, dataset: str | None) -> str:
 
 def gen_table(results: dict, dataset: str | None) -> str:
     head = "| model | " + " | ".join(label for _, label in GEN_COLUMNS) + " |"
-    lines = [f"# Unconditional generation benchmark ({dataset or 'unnamed dataset'})", "", head,
-             "|---" * (1 + len(GEN_COLUMNS)) + "|"]
+    lines = [
+        f"# Unconditional generation benchmark ({dataset or 'unnamed dataset'})",
+        "",
+        head,
+        "|---" * (1 + len(GEN_COLUMNS)) + "|",
+    ]
     pct = {k: not k.startswith("wdist") for k, _ in GEN_COLUMNS}
     mine = results["metrics"]
-    lines.append("| **plaid (this run)** | " + " | ".join(_fmt(mine.get(k), pct[k]) for k, _ in GEN_COLUMNS) + " |")
+    lines.append(
+        "| **plaid (this run)** | " + " | ".join(_fmt(mine.get(k), pct[k]) for k, _ in GEN_COLUMNS) + " |"
+    )
     cited = set()
     for name, (row, source) in GEN_PUBLISHED.get(dataset or "", {}).items():
         cited.add(source)
-        cells = ["-" if row[k] is None else (f"{row[k]:.2f}" if pct[k] else f"{row[k]:.3f}") for k, _ in GEN_COLUMNS]
+        cells = [
+            "-" if row[k] is None else (f"{row[k]:.2f}" if pct[k] else f"{row[k]:.3f}")
+            for k, _ in GEN_COLUMNS
+        ]
         lines.append(f"| {name} [{source}] | " + " | ".join(cells) + " |")
     s = results["settings"]
     lines += ["", f"plaid: {results['counts']['samples']} samples; {s.get('summary', '')}", ""]

@@ -22,7 +22,9 @@ def guess_dataset(*texts) -> str | None:
     return None
 
 
-def load_targets(path: str | Path, split: str = "test", num_targets: int | None = None) -> tuple[pd.DataFrame, dict]:
+def load_targets(
+    path: str | Path, split: str = "test", num_targets: int | None = None
+) -> tuple[pd.DataFrame, dict]:
     """(frame with ``material_id`` and ``cif``, one row per structure, and a description of where it came from).
 
     ``path`` is a CSV with a ``cif`` column (CDVAE format; ``material_id`` optional), or a directory written by
@@ -80,8 +82,9 @@ def model_info(model: str | Path) -> dict:
             recipe=record.get("recipe"),
         )
         if info["trained_on"]:
-            info["trained_on"] = Path(str(info["trained_on"])).name if "/" in str(info["trained_on"]) else info[
-                "trained_on"]
+            info["trained_on"] = (
+                Path(str(info["trained_on"])).name if "/" in str(info["trained_on"]) else info["trained_on"]
+            )
             info["trained_on_dataset"] = guess_dataset(plaid_args.get("dataset_source"))
     config = model / "config.json"
     if config.exists():

@@ -33,7 +33,9 @@ class PlaidArguments:
     max_structures: int | None = field(default=None, metadata={"help": "Use at most this many structures."})
     examples_per_structure: int = field(
         default=1,
-        metadata={"help": "Prompt/completion rows per structure, each with its own task drawn from task_mix."},
+        metadata={
+            "help": "Prompt/completion rows per structure, each with its own task drawn from task_mix."
+        },
     )
     dataset_seed: int = field(
         default=0, metadata={"help": "Seed of the dataset builder (task assignment, splits)."}
@@ -121,7 +123,9 @@ class PlaidArguments:
             return None
         parts = tuple(float(x) for x in str(self.split_fractions).split(","))
         if len(parts) != 3 or any(x < 0 for x in parts) or abs(sum(parts) - 1) > 1e-6:
-            raise ValueError(f"split_fractions must be three non-negative numbers summing to 1: {self.split_fractions!r}")
+            raise ValueError(
+                f"split_fractions must be three non-negative numbers summing to 1: {self.split_fractions!r}"
+            )
         return parts
 
 
