@@ -170,22 +170,24 @@ def test_injected_e_hull_gives_stability_and_sun(setup):
         EvaluationConfig(dataset="perov_5", crystallm_checks=False, plots=False),
         e_hull=e_hull,
     )
-    # stable at 0.0: samples 0 (not novel), 5 (S.U.N.), 12 (duplicate of 6 -> not unique); 14/15 are invalid
+    # stable at 0.0: samples 0 (not novel), 5 (S.U.N.), 12 (a duplicate of 6, but 6 is not stable: among the
+    # stable samples 12 is its own class, and novel -> S.U.N.); 14/15 are invalid
     assert report["counts"]["stable"] == 3 and report["stable_rate"] == pytest.approx(3 / 18)
-    assert report["counts"]["sun"] == 1 and report["sun_rate"] == pytest.approx(1 / 18)
-    at_01 = report["stability"]["thresholds"]["0.1"]
-    assert at_01["n_stable"] == 4 and at_01["n_sun"] == 2
+    assert report["counts"]["sun"] == 2 and report["sun_rate"] == pytest.approx(2 / 18)
+    assert report["counts"]["metastable"] == 3 and report["metastable_rate"] == pytest.approx(3 / 18)
+    at_01 = report["stability"]["e_hull_at_most"]["0.1"]
+    assert at_01["n_e_hull_at_most"] == 4  # 0, 5, 6, 12 (14/15 invalid: no E_hull)
     assert report["time_per_sun_s"] is None  # the corrupt line carries no generation time
+    assert report["sun"]["protocol"] == "relaxed" and report["sun"]["n_stable_classes"] == 3
     rows = {r["sample_id"]: r for r in read_structures_csv(out / "structures.csv")}
-    assert (
-        rows["5"]["is_sun"] == "True" and rows["0"]["is_stable"] == "True" and rows["0"]["is_sun"] == "False"
-    )
-    assert rows["14"]["e_hull"] == "" and rows["14"]["e_hull_reason"] == "invalid"
+    assert rows["5"]["is_sun"] == "True" and rows["12"]["is_sun"] == "True" and rows["12"]["is_unique"] == "False"
+    assert rows["0"]["is_stable"] == "True" and rows["0"]["is_sun"] == "False" and rows["6"]["is_sun"] == "False"
+    assert rows["14"]["e_hull"] == "" and rows["14"]["e_hull_reason"].startswith("invalid")
 
 
 def test_resume_after_interruption(setup, monkeypatch):
     import plaid.evaluation.fingerprints as fp
-    import plaid.evaluation.pipeline as ev
+    import plaid.evaluation.sample_checks as ev
 
     out = setup / "out_resume"
     cfg = EvaluationConfig(dataset="perov_5", relax=False, plots=False)
@@ -199,7 +201,7 @@ def test_resume_after_interruption(setup, monkeypatch):
     (out / "matching.jsonl").unlink()
     (out / "report.json").unlink()
     calls = {"checks": 0, "fp": 0}
-    real_check, real_fp = ev._check_payload, fp._fingerprint_payload
+    real_check, real_fp = ev._payload, fp._fingerprint_payload
 
     def count_check(payload):
         calls["checks"] += 1
@@ -209,7 +211,7 @@ def test_resume_after_interruption(setup, monkeypatch):
         calls["fp"] += 1
         return real_fp(payload)
 
-    monkeypatch.setattr(ev, "_check_payload", count_check)
+    monkeypatch.setattr(ev, "_payload", count_check)
     monkeypatch.setattr(fp, "_fingerprint_payload", count_fp)
     evaluate(setup / "samples.jsonl", setup / "train.csv", out, cfg)
     assert calls == {"checks": 18 - 5, "fp": 18 - 8}
