@@ -296,8 +296,7 @@ def mp2020_corrected_energy_per_atom(structure_or_composition, energy_per_atom: 
     from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
     compat = _mp2020()
-    structure = structure_or_composition if hasattr(structure_or_composition, "lattice") else None
-    comp = structure.composition if structure is not None else structure_or_composition
+    structure, comp = _noble_gases_first(structure_or_composition)
     anion = most_electronegative(comp)
     u_values = compat.u_settings.get(anion, {}) if anion is not None else {}
     hubbards = {el.symbol: float(u_values[el.symbol]) for el in comp.elements if el.symbol in u_values}
@@ -315,10 +314,32 @@ def mp2020_corrected_energy_per_atom(structure_or_composition, energy_per_atom: 
     return processed.energy_per_atom, None
 
 
+def _no_x(el) -> bool:
+    return not (el.X == el.X and math.isfinite(el.X))
+
+
+def _noble_gases_first(structure_or_composition):
+    """(structure or None, composition) with the elements that have no electronegativity (NaN) first.
+
+    pymatgen's UCorrection sorts elements by X to find the anion; NaN makes that sort depend on element order.
+    With the NaN elements first, the insertion sort leaves them in front and the true anion last."""
+    from pymatgen.core import Composition, Structure
+
+    if hasattr(structure_or_composition, "lattice"):
+        structure = structure_or_composition
+        if any(_no_x(el) for el in structure.composition.elements):
+            structure = Structure.from_sites(sorted(structure.sites, key=lambda site: not _no_x(site.specie)))
+        return structure, structure.composition
+    comp = Composition(structure_or_composition)
+    if any(_no_x(el) for el in comp.elements):
+        comp = Composition({el: comp[el] for el in sorted(comp.elements, key=lambda el: not _no_x(el))})
+    return None, comp
+
+
 def most_electronegative(composition) -> str | None:
     """Symbol of the most electronegative element (Pauling X); elements without an X (noble gases: NaN) are
     skipped, since NaN breaks any ordering; None when no element has one."""
-    rated = [el for el in composition.elements if el.X == el.X and math.isfinite(el.X)]
+    rated = [el for el in composition.elements if not _no_x(el)]
     return max(rated, key=lambda el: el.X).symbol if rated else None
 
 

@@ -96,3 +96,12 @@ def crystallm_valid(row: dict) -> bool:
             return False
     score = row.get("bond_length_score")
     return score is not None and math.isfinite(score) and score >= crystallm.BOND_SCORE_CUTOFF
+
+
+def default_check_cfg(crystallm_checks: bool = False) -> dict:
+    """The check settings of ``EvaluationConfig``'s defaults (what ``plaid pairs`` labels with)."""
+    from .validity import DEFAULT_OXIDATION_TABLE, STRUCT_DIST_CUTOFF, STRUCT_MIN_VOLUME
+
+    return {"dist_cutoff": STRUCT_DIST_CUTOFF, "min_volume": STRUCT_MIN_VOLUME,
+            "oxidation_states": DEFAULT_OXIDATION_TABLE, "symprec": crystallm.SYMPREC,
+            "crystallm_checks": crystallm_checks, "bond_tolerance": crystallm.BOND_TOLERANCE}
