@@ -197,6 +197,7 @@ def test_offline_mp20_hull_on_real_mp20_structures(elemental_refs_path):
     of <= 20 atoms), so it lies on or above the MP hull and E_hull against it is never above MP's e_above_hull;
     it is marked as offline with the upper-bound warning."""
     import pandas as pd
+
     from .conftest import data_path
 
     train = data_path("mp_20/train_partial.csv")

@@ -76,7 +76,8 @@ def register(subparsers) -> None:
         "evaluate-csp",
         help="CSP match rate and RMSE at n=1 and n=20 candidates per test structure",
         description="Match samples generated for test compositions against TEST (CDVAE-format CSV). Samples map "
-        "to targets by material_id, else by their composition condition.",
+        "to targets by material_id (give `plaid sample --prompt-file` a material_id column), else by request id, "
+        "else (with a warning) by their composition condition.",
     )
     c.add_argument("samples")
     c.add_argument("--targets", required=True, help="test set CSV")
@@ -147,9 +148,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_csp(args: argparse.Namespace) -> int:
-    from .csp import evaluate_csp
+    from .csp import run_csp
 
-    report = evaluate_csp(
+    report = run_csp(
         args.samples,
         args.targets,
         args.out,
@@ -159,7 +160,7 @@ def _run_csp(args: argparse.Namespace) -> int:
     )
     _print_summary(
         report,
-        ["n_targets", "n_samples", "n_samples_unassigned"]
+        ["n_targets", "n_samples", "n_samples_unassigned", "assignment"]
         + [k for k in report if k.startswith(("match_rate_at_", "mean_rmse_at_"))],
     )
     print(f"wrote {args.out}/csp_report.json")

@@ -6,7 +6,8 @@ A request is one target: its conditions (any of ``plaid.prompts.CONDITION_KEYS``
 CrystaLLM web app's search: cell composition = formula x Z for Z = 1, 2, 3, 4, 6, 8 until a valid structure).
 
 Prompt-file columns: ``id`` (optional, default ``row<N>``), ``num_samples`` (optional), condition columns,
-``masked_text`` (infill), ``z_scan`` (optional bool). Empty cells mean "not given". Unknown columns, bad values,
+``masked_text`` (infill), ``z_scan`` (optional bool), ``material_id`` (optional: the target structure a CSP request
+is for; every record produced from the request carries it, and ``plaid evaluate-csp`` assigns by it). Empty cells mean "not given". Unknown columns, bad values,
 unknown elements or space groups are reported together, with row numbers, as one ``RequestError``.
 """
 
@@ -23,7 +24,7 @@ from ..prompts import CONDITION_KEYS, generation_prompt, infill_prompt, normaliz
 from ..representations.base import MASK
 
 Z_SCAN = (1, 2, 3, 4, 6, 8)
-FILE_COLUMNS = ("id", "num_samples", "masked_text", "z_scan", *CONDITION_KEYS)
+FILE_COLUMNS = ("id", "num_samples", "masked_text", "z_scan", "material_id", *CONDITION_KEYS)
 _ID = re.compile(r"^[A-Za-z0-9_.\-+=]+$")
 
 
@@ -38,6 +39,7 @@ class SampleRequest:
     num_samples: int = 1
     task: str = "generate"  # generate | infill | zscan
     masked_text: str | None = None
+    material_id: str | None = None  # target id (CSP); copied into every record of this request
 
     @property
     def kind(self) -> str:
@@ -169,6 +171,8 @@ def read_prompt_file(path: str | Path, default_num_samples: int = 1) -> list[Sam
             errors.append(f"line {i}: {exc}")
             continue
         seen.add(request_id)
+        if "material_id" in values:
+            req.material_id = str(values["material_id"]).strip()
         requests.append(req)
     if errors:
         raise RequestError(f"{path}: {len(errors)} bad row(s):\n  " + "\n  ".join(errors))
