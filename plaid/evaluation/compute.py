@@ -48,13 +48,14 @@ def compute_outcomes(
     e_hull: dict | None = None,
     n_jobs: int = 1,
     progress: bool = True,
+    batched: bool = True,
 ) -> tuple[list[Outcome], dict, dict]:
     """(outcomes in input order, ``{sample_id: check record}``, info for the report).
 
     ``samples``: :class:`plaid.evaluation.samples.Sample` list; ``reference``: a reduced training set
     (``reduce_reference``) for novelty, None for none; ``relaxer``/``hull``: energies (None: none, every E_hull is
     missing with ``no_energy_reason``); ``e_hull``: ``{sample_id: E_hull}`` supplied instead of relaxation (the
-    generated structures then stand in for relaxed ones)."""
+    generated structures then stand in for relaxed ones); ``batched=False``: the sequential ASE relaxation."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_stage(out, "checks.jsonl", [inputs_sha256, check_cfg])
@@ -104,7 +105,8 @@ def compute_outcomes(
     elif relaxer is not None and hull is not None:
         guard_stage(out, "relax.jsonl", [inputs_sha256, relaxer.settings()])
         todo = [(o.sample_id, structures[o.sample_id]) for o in outcomes if relax_pass(o)]
-        fields, relaxed = relax_and_hull(todo, relaxer, hull, out / "relax.jsonl", progress=progress)
+        fields, relaxed = relax_and_hull(todo, relaxer, hull, out / "relax.jsonl", progress=progress,
+                                         batched=batched)
         for o in outcomes:
             o.energies_computed = True
             if o.sample_id in fields:

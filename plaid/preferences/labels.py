@@ -88,7 +88,7 @@ def samples_from_records(records: list[dict], source: str = "samples"):
 
 def label_outcomes(records: list[dict], out_dir, *, relaxer, hull, reference: dict | None = None,
                    reference_sha256: str | None = None, settings: OutcomeSettings | None = None,
-                   progress: bool = True, source: str = "samples") -> list[Outcome]:
+                   progress: bool = True, source: str = "samples", batched: bool = True) -> list[Outcome]:
     """Outcomes of sample records (``plaid sample`` JSONL rows) with ``relaxer`` and ``hull``; cached in ``out_dir``."""
     from ..evaluation.compute import compute_outcomes, records_sha256
     from ..evaluation.outcome import write_outcomes
@@ -100,7 +100,7 @@ def label_outcomes(records: list[dict], out_dir, *, relaxer, hull, reference: di
     outcomes, _, info = compute_outcomes(
         samples, out_dir, settings, check_cfg=default_check_cfg(), inputs_sha256=sha, reference=reference,
         reference_sha256=reference_sha256 if reference is not None else None, relaxer=relaxer, hull=hull,
-        progress=progress,
+        progress=progress, batched=batched,
     )
     write_outcomes(out_dir, outcomes, settings, {"energies": info["energies"], "samples_sha256": sha})
     return outcomes
@@ -117,6 +117,7 @@ def label_samples(
     settings: OutcomeSettings | None = None,
     progress: bool = True,
     source: str = "samples",
+    batched: bool = True,
 ) -> list[Label]:
     """Label every sample record in input order; resumable through ``out_dir`` (``labels.jsonl`` is rewritten).
 
@@ -124,7 +125,8 @@ def label_samples(
     set reduced by ``plaid.evaluation.matching.reduce_reference`` (novelty and S.U.N.; None: not computed)."""
     out = Path(out_dir)
     outcomes = label_outcomes(records, out, relaxer=relaxer, hull=hull, reference=reference,
-                              reference_sha256=reference_sha256, settings=settings, progress=progress, source=source)
+                              reference_sha256=reference_sha256, settings=settings, progress=progress, source=source,
+                              batched=batched)
     labels = [Label.from_outcome(o) for o in outcomes]
     write_labels(out, labels)
     return labels
