@@ -2,9 +2,9 @@
 samples, plus 25 planted copies of training structures and 25 planted duplicates of samples, against the training
 reference ``train_partial.csv``.
 
-    python benchmarks/eval_mp20_check.py build DIR          # writes DIR/samples.csv and DIR/coverage.csv
-    plaid evaluate DIR/samples.csv --reference $PLAID_DATA_DIR/mp_20/train_partial.csv --out DIR/eval \\
-        --coverage-reference DIR/coverage.csv --dataset mp_20 --no-plots --max-steps 100
+    python benchmarks/eval_mp20_check.py build DIR [N_SAMPLES N_COPIES N_DUPLICATES N_COVERAGE N_TRAIN]
+    plaid evaluate DIR/samples.csv --reference DIR/train.csv --out DIR/eval \\
+        --coverage-reference DIR/coverage.csv --dataset mp_20 --no-plots --no-relax
     python benchmarks/eval_mp20_check.py check DIR/eval [DIR/eval_old]
 
 ``check`` verifies that every planted training copy is not novel, that the unique count equals brute-force
@@ -21,25 +21,29 @@ from pathlib import Path
 
 import pandas as pd
 
-N_SAMPLES, N_TRAIN_COPIES, N_DUPLICATES, N_COVERAGE = 300, 25, 25, 300
+SIZES = (300, 25, 25, 300, 0)  # samples, planted training copies, planted duplicates, coverage set, TRAIN rows (0: all)
 KEYS = ["n_samples", "valid_rate", "unique_rate", "novel_rate", "unique_novel_rate", "cov_recall", "cov_precision",
         "amcd_recall", "wdist_density", "wdist_num_elems", "stable_rate", "metastable_rate", "sun_rate"]
 
 
-def build(out: Path) -> None:
+def build(out: Path, sizes=SIZES) -> None:
+    n_samples, n_copies, n_dups, n_cov, n_train = sizes
     data = Path(os.environ.get("PLAID_DATA_DIR", "../shared/data")) / "mp_20"
     val = pd.read_csv(data / "val.csv")
-    train = pd.read_csv(data / "train_partial.csv")
+    train = pd.read_csv(data / "train_partial.csv", nrows=n_train or None)
+    out.mkdir(parents=True, exist_ok=True)
+    train.to_csv(out / "train.csv", index=False)
+    N_SAMPLES, N_TRAIN_COPIES, N_DUPLICATES, N_COVERAGE = n_samples, n_copies, n_dups, n_cov  # noqa: N806
     samples = val.iloc[:N_SAMPLES][["material_id", "cif"]].copy()
     samples["sample_id"] = [f"val-{i}" for i in range(N_SAMPLES)]
     copies = train.sample(N_TRAIN_COPIES, random_state=0)[["material_id", "cif"]].copy()
     copies["sample_id"] = [f"train-copy-{i}" for i in range(N_TRAIN_COPIES)]
     dups = val.iloc[:N_DUPLICATES][["material_id", "cif"]].copy()
     dups["sample_id"] = [f"dup-{i}" for i in range(N_DUPLICATES)]
-    out.mkdir(parents=True, exist_ok=True)
     pd.concat([samples, copies, dups])[["sample_id", "material_id", "cif"]].to_csv(out / "samples.csv", index=False)
     val.iloc[N_SAMPLES:N_SAMPLES + N_COVERAGE].to_csv(out / "coverage.csv", index=False)
-    print(f"wrote {out}/samples.csv ({N_SAMPLES + N_TRAIN_COPIES + N_DUPLICATES} samples) and coverage.csv")
+    print(f"wrote {out}/samples.csv ({N_SAMPLES + N_TRAIN_COPIES + N_DUPLICATES} samples), coverage.csv "
+          f"({N_COVERAGE}) and train.csv ({len(train)} rows of train_partial.csv)")
 
 
 def _truthy(v) -> bool:
@@ -82,6 +86,6 @@ def check(eval_dir: Path, other: Path | None) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "build":
-        build(Path(sys.argv[2]))
+        build(Path(sys.argv[2]), tuple(int(x) for x in sys.argv[3:8]) if len(sys.argv) > 3 else SIZES)
     else:
         check(Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) > 3 else None)

@@ -315,9 +315,11 @@ def test_relaxation_and_offline_hull(setup):
     assert (
         rows["13"]["e_hull"] == "" and rows["15"]["e_hull"] == ""
     )  # unparsed / charge-imbalanced: not relaxed
-    assert rows["15"]["e_hull_reason"].startswith("invalid")
+    assert rows["15"]["e_hull_reason"].startswith("invalid") and rows["13"]["status"] == "unparsed"
+    assert rows["5"]["relaxed_spacegroup"] != ""
     assert report["relaxer"]["name"] == "chgnet" and report["relaxer"]["max_steps"] == 3
-    assert report["hull"]["hull"].startswith("offline") and report["hull_default"] is True
+    assert report["hull"]["hull"].startswith("offline") and report["hull_kind"] == "offline_reference"
+    assert report["hull"]["rates_are_upper_bounds"] is True and report["warnings"]
     assert report["counts"]["with_e_hull"] == 1 and report["stable_rate"] in (0.0, 1 / 3)
     assert report["counts"]["relax_status"] == {rows["5"]["relax_status"]: 1}
     assert (out / "relax.jsonl").exists()

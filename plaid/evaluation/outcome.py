@@ -33,7 +33,7 @@ STABLE_THRESHOLD = 0.0
 METASTABLE_THRESHOLD = 0.08
 SUN_PROTOCOLS = ("relaxed", "unrelaxed")
 RELAX_FILTERS = ("valid", "struct_valid")
-RELAX_OK = ("converged", "max_steps")
+RELAX_OK = ("converged", "max_steps", "supplied")  # supplied: E_hull given by the caller
 
 
 def finite(x) -> bool:
