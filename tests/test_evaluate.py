@@ -135,6 +135,7 @@ def test_cli_end_to_end(setup):
         and by_id["13"]["is_unique"] == ""
     )
     assert by_id["line16"]["error"].startswith("corrupt JSON line")
+    assert report["hull_kind"].startswith("none (relaxation disabled")
     assert (
         all(r["e_hull"] == "" for r in rows) and report["stable_rate"] is None and report["sun_rate"] is None
     )

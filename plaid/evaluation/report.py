@@ -184,7 +184,7 @@ def build_report(cfg, settings, outcomes: list[Outcome], rows: list[dict], sampl
         "settings": _settings(cfg, settings, ctx),
         "relaxer": energy.get("relaxer"),
         "hull": hull,
-        "hull_kind": hull.get("kind") if hull else None,
+        "hull_kind": hull.get("kind") if hull else f"none ({energy['source']})",
         "reference": {
             **ctx["reference"].describe(),
             "n_structures": ctx["novelty_ref"]["n_structures"],
