@@ -17,8 +17,16 @@ E_hull = E_sample - E_hull-energy(composition), per atom, signed (negative = bel
 energy of a composition only depends on the reference entries inside its chemical system, so hull energies are
 computed from a per-chemical-system ``PhaseDiagram`` built on demand (exact, and identical to what a
 ``PatchedPhaseDiagram`` returns). MP2020 corrections (``MaterialsProject2020Compatibility``) are added to the
-sample energy only when the MLIP's energies are not already on that scale (``plaid.relax.MP2020_COMPATIBLE``:
-CHGNet yes -> not corrected again; M3GNet-MP-2021 no -> corrected); ``apply_mp2020`` overrides it.
+sample energy according to the energy scale the energy model *declares* (``energy_scale``): ``"mp2020"`` (already
+on MP's corrected scale, e.g. CHGNet, trained on MPtrj with MP2020 corrections: not corrected again) or
+``"mp_raw"`` (raw GGA/GGA+U energies, e.g. M3GNet-MP-2021.2.8: corrected). An undeclared scale is an error, never
+a guess; ``apply_mp2020`` overrides it.
+
+Hull kinds (``ReferenceHull.kind``, in report.json as ``hull.kind``): ``"file"`` (a hull file, e.g.
+the Matbench Discovery PPD or MP entries) and ``"offline_reference"`` (formation energies of a dataset + MP
+elemental references). MP-20 holds only metastable cells of <= 20 atoms, so an offline MP-20 hull lacks many MP
+phases: it lies on or above the MP hull, E_hull against it is a lower bound of the MP E_hull, and stability rates
+computed with it are upper bounds (``OFFLINE_HULL_WARNING``).
 """
 
 from __future__ import annotations
@@ -47,6 +55,13 @@ MP_PPD_URL = "https://figshare.com/ndownloader/files/48241624"
 MP_ELEMENTAL_REFS_NAME = "2023-02-07-mp-elemental-reference-entries.json.gz"
 FORMATION_ENERGY_COLUMNS = ("formation_energy_per_atom", "heat_ref", "e_form", "formation_energy")
 FORMULA_COLUMNS = ("formula", "pretty_formula", "reduced_formula")
+ENERGY_SCALES = ("mp2020", "mp_raw")
+OFFLINE_HULL_WARNING = (
+    "offline hull built from the reference's formation energies + MP elemental references: it lacks the MP phases "
+    "that are not in the reference (MP-20 holds only metastable cells of <= 20 atoms), so it lies on or above the "
+    "MP hull; E_hull values are lower bounds and stable/metastable/S.U.N. rates are upper bounds. Pass --hull "
+    "2023-02-07-ppd-mp.pkl.gz for numbers comparable with published tables."
+)
 
 
 # ------------------------------------------------------------------------------------------------- download
@@ -166,9 +181,10 @@ def entries_from_formation_energies(reference_csv: str | os.PathLike, elemental_
 class ReferenceHull:
     """Energies above a reference convex hull; see the module docstring for sources and conventions."""
 
-    def __init__(self, entries: list, source: dict):
+    def __init__(self, entries: list, source: dict, kind: str = "file"):
         from pymatgen.analysis.phase_diagram import PhaseDiagram
 
+        self.kind = kind
         self.source = dict(source)
         by_system: dict[frozenset, list] = defaultdict(list)
         for entry in entries:
@@ -206,13 +222,14 @@ class ReferenceHull:
 
     # --------------------------------------------------------------- E_hull
 
-    def e_above_hull(self, structure_or_composition, energy_per_atom: float, relaxer_name: str | None = None,
+    def e_above_hull(self, structure_or_composition, energy_per_atom: float, energy_scale: str | None = None,
                      apply_mp2020: bool | None = None) -> tuple[float, str | None]:
         """(E_hull in eV/atom, None), or (NaN, reason) when it cannot be computed for this sample.
 
-        ``energy_per_atom`` is the MLIP energy of the relaxed structure. ``apply_mp2020=None`` follows the relaxer:
-        corrected when ``plaid.relax.MP2020_COMPATIBLE[relaxer_name]`` is False, untouched otherwise (also when the
-        relaxer is unknown). Passing a Structure (not a Composition) lets MP2020 tell oxides from peroxides.
+        ``energy_per_atom`` is the model energy of the relaxed structure; ``energy_scale`` the scale the model
+        declares (``"mp2020"``: used as is; ``"mp_raw"``: MP2020 corrections added). ``apply_mp2020`` overrides
+        the scale; with neither, the sample gets no E_hull (an undeclared scale is not guessed). Passing a
+        Structure (not a Composition) lets MP2020 tell oxides from peroxides.
         """
         from pymatgen.core import Composition
 
@@ -227,7 +244,11 @@ class ReferenceHull:
         if missing:
             return math.nan, f"element(s) {', '.join(missing)} not in the reference hull"
         energy = float(energy_per_atom)
-        if mp2020_needed(relaxer_name, apply_mp2020):
+        try:
+            needed = mp2020_needed(energy_scale, apply_mp2020)
+        except ValueError as exc:
+            return math.nan, str(exc)
+        if needed:
             energy, reason = mp2020_corrected_energy_per_atom(structure if structure is not None else comp, energy)
             if reason is not None:
                 return math.nan, reason
@@ -237,30 +258,31 @@ class ReferenceHull:
             return math.nan, f"hull energy failed: {type(exc).__name__}: {exc}"
 
     def describe(self) -> dict:
-        from plaid.relax import MP2020_COMPATIBLE
-
-        return {
+        out = {
+            "kind": self.kind,
             **self.source,
             "n_entries": self.n_entries,
             "n_elements": len(self.elements),
             "e_above_hull": "E_sample - E_hull(composition), eV/atom, signed (negative = below the reference hull)",
             "mp2020_correction": {
-                name: ("not applied (energies already MP2020-compatible)" if ok else
-                       "applied (MaterialsProject2020Compatibility on the MLIP energy)")
-                for name, ok in MP2020_COMPATIBLE.items()
+                "mp2020": "not applied (the energy model declares MP2020-compatible energies)",
+                "mp_raw": "applied (MaterialsProject2020Compatibility on the model energy)",
             },
         }
+        if self.kind != "file":
+            out["warning"] = OFFLINE_HULL_WARNING
+            out["rates_are_upper_bounds"] = True
+        return out
 
 
-def mp2020_needed(relaxer_name: str | None, apply_mp2020: bool | None) -> bool:
-    """Whether to add MP2020 corrections: explicit ``apply_mp2020``, else not for MP2020-compatible relaxers."""
-    from plaid.relax import MP2020_COMPATIBLE
-
+def mp2020_needed(energy_scale: str | None, apply_mp2020: bool | None = None) -> bool:
+    """Whether to add MP2020 corrections: explicit ``apply_mp2020``, else from the declared ``energy_scale``."""
     if apply_mp2020 is not None:
         return bool(apply_mp2020)
-    if relaxer_name is None:
-        return False
-    return not MP2020_COMPATIBLE.get(relaxer_name.lower(), True)
+    if energy_scale not in ENERGY_SCALES:
+        raise ValueError(f"energy scale {energy_scale!r} not declared as one of {ENERGY_SCALES}: the energy model "
+                         "must say whether its energies are MP2020-corrected")
+    return energy_scale == "mp_raw"
 
 
 def mp2020_corrected_energy_per_atom(structure_or_composition, energy_per_atom: float) -> tuple[float, str | None]:
@@ -274,10 +296,9 @@ def mp2020_corrected_energy_per_atom(structure_or_composition, energy_per_atom: 
     from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
     compat = _mp2020()
-    structure = structure_or_composition if hasattr(structure_or_composition, "lattice") else None
-    comp = structure.composition if structure is not None else structure_or_composition
-    elements = sorted(comp.elements, key=lambda el: el.X)
-    u_values = compat.u_settings.get(elements[-1].symbol, {})
+    structure, comp = _noble_gases_first(structure_or_composition)
+    anion = most_electronegative(comp)
+    u_values = compat.u_settings.get(anion, {}) if anion is not None else {}
     hubbards = {el.symbol: float(u_values[el.symbol]) for el in comp.elements if el.symbol in u_values}
     params = {"run_type": "GGA+U" if hubbards else "GGA", "hubbards": hubbards, "software": "plaid-mlip"}
     energy = energy_per_atom * comp.num_atoms
@@ -291,6 +312,35 @@ def mp2020_corrected_energy_per_atom(structure_or_composition, energy_per_atom: 
         return math.nan, "MP2020 compatibility rejected the entry"
     assert isinstance(compat, MaterialsProject2020Compatibility)
     return processed.energy_per_atom, None
+
+
+def _no_x(el) -> bool:
+    return not (el.X == el.X and math.isfinite(el.X))
+
+
+def _noble_gases_first(structure_or_composition):
+    """(structure or None, composition) with the elements that have no electronegativity (NaN) first.
+
+    pymatgen's UCorrection sorts elements by X to find the anion; NaN makes that sort depend on element order.
+    With the NaN elements first, the insertion sort leaves them in front and the true anion last."""
+    from pymatgen.core import Composition, Structure
+
+    if hasattr(structure_or_composition, "lattice"):
+        structure = structure_or_composition
+        if any(_no_x(el) for el in structure.composition.elements):
+            structure = Structure.from_sites(sorted(structure.sites, key=lambda site: not _no_x(site.specie)))
+        return structure, structure.composition
+    comp = Composition(structure_or_composition)
+    if any(_no_x(el) for el in comp.elements):
+        comp = Composition({el: comp[el] for el in sorted(comp.elements, key=lambda el: not _no_x(el))})
+    return None, comp
+
+
+def most_electronegative(composition) -> str | None:
+    """Symbol of the most electronegative element (Pauling X); elements without an X (noble gases: NaN) are
+    skipped, since NaN breaks any ordering; None when no element has one."""
+    rated = [el for el in composition.elements if not _no_x(el)]
+    return max(rated, key=lambda el: el.X).symbol if rated else None
 
 
 _COMPAT = None
@@ -356,7 +406,7 @@ def load_hull(path: str | os.PathLike | None = None, *, reference_csv: str | os.
             have = {next(iter(e.composition.elements)).symbol for e in entries if len(e.composition.elements) == 1}
             entries = entries + [e for el, e in refs.items() if el not in have]
             source["elemental_refs"] = str(elemental_refs)
-        return ReferenceHull(entries, source)
+        return ReferenceHull(entries, source, kind="file")
 
     refs_path = Path(elemental_refs) if elemental_refs is not None else _default_elemental_refs()
     if refs_path is None:
@@ -375,4 +425,5 @@ def load_hull(path: str | os.PathLike | None = None, *, reference_csv: str | os.
             "E_hull against this hull is not comparable with MP-hull numbers (CHGNet formation energies of Perov-5 "
             "structures checked differ from heat_ref by 1-3 eV/atom)")
         logger.warning(source["warning"])
-    return ReferenceHull(entries + list(refs.values()), source)
+    logger.warning(OFFLINE_HULL_WARNING)
+    return ReferenceHull(entries + list(refs.values()), source, kind="offline_reference")

@@ -135,6 +135,7 @@ def test_cli_end_to_end(setup):
         and by_id["13"]["is_unique"] == ""
     )
     assert by_id["line16"]["error"].startswith("corrupt JSON line")
+    assert report["hull_kind"].startswith("none (relaxation disabled")
     assert (
         all(r["e_hull"] == "" for r in rows) and report["stable_rate"] is None and report["sun_rate"] is None
     )
@@ -170,22 +171,24 @@ def test_injected_e_hull_gives_stability_and_sun(setup):
         EvaluationConfig(dataset="perov_5", crystallm_checks=False, plots=False),
         e_hull=e_hull,
     )
-    # stable at 0.0: samples 0 (not novel), 5 (S.U.N.), 12 (duplicate of 6 -> not unique); 14/15 are invalid
+    # stable at 0.0: samples 0 (not novel), 5 (S.U.N.), 12 (a duplicate of 6, but 6 is not stable: among the
+    # stable samples 12 is its own class, and novel -> S.U.N.); 14/15 are invalid
     assert report["counts"]["stable"] == 3 and report["stable_rate"] == pytest.approx(3 / 18)
-    assert report["counts"]["sun"] == 1 and report["sun_rate"] == pytest.approx(1 / 18)
-    at_01 = report["stability"]["thresholds"]["0.1"]
-    assert at_01["n_stable"] == 4 and at_01["n_sun"] == 2
+    assert report["counts"]["sun"] == 2 and report["sun_rate"] == pytest.approx(2 / 18)
+    assert report["counts"]["metastable"] == 3 and report["metastable_rate"] == pytest.approx(3 / 18)
+    at_01 = report["stability"]["e_hull_at_most"]["0.1"]
+    assert at_01["n_e_hull_at_most"] == 4  # 0, 5, 6, 12 (14/15 invalid: no E_hull)
     assert report["time_per_sun_s"] is None  # the corrupt line carries no generation time
+    assert report["sun"]["protocol"] == "relaxed" and report["sun"]["n_stable_classes"] == 3
     rows = {r["sample_id"]: r for r in read_structures_csv(out / "structures.csv")}
-    assert (
-        rows["5"]["is_sun"] == "True" and rows["0"]["is_stable"] == "True" and rows["0"]["is_sun"] == "False"
-    )
-    assert rows["14"]["e_hull"] == "" and rows["14"]["e_hull_reason"] == "invalid"
+    assert rows["5"]["is_sun"] == "True" and rows["12"]["is_sun"] == "True" and rows["12"]["is_unique"] == "False"
+    assert rows["0"]["is_stable"] == "True" and rows["0"]["is_sun"] == "False" and rows["6"]["is_sun"] == "False"
+    assert rows["14"]["e_hull"] == "" and rows["14"]["e_hull_reason"].startswith("invalid")
 
 
 def test_resume_after_interruption(setup, monkeypatch):
     import plaid.evaluation.fingerprints as fp
-    import plaid.evaluation.pipeline as ev
+    import plaid.evaluation.sample_checks as ev
 
     out = setup / "out_resume"
     cfg = EvaluationConfig(dataset="perov_5", relax=False, plots=False)
@@ -199,7 +202,7 @@ def test_resume_after_interruption(setup, monkeypatch):
     (out / "matching.jsonl").unlink()
     (out / "report.json").unlink()
     calls = {"checks": 0, "fp": 0}
-    real_check, real_fp = ev._check_payload, fp._fingerprint_payload
+    real_check, real_fp = ev._payload, fp._fingerprint_payload
 
     def count_check(payload):
         calls["checks"] += 1
@@ -209,7 +212,7 @@ def test_resume_after_interruption(setup, monkeypatch):
         calls["fp"] += 1
         return real_fp(payload)
 
-    monkeypatch.setattr(ev, "_check_payload", count_check)
+    monkeypatch.setattr(ev, "_payload", count_check)
     monkeypatch.setattr(fp, "_fingerprint_payload", count_fp)
     evaluate(setup / "samples.jsonl", setup / "train.csv", out, cfg)
     assert calls == {"checks": 18 - 5, "fp": 18 - 8}
@@ -263,7 +266,8 @@ def test_evaluate_csp(setup, perov_csv):
                     "error": None,
                 }
             )
-    # target 2 gets its candidates through the composition condition instead of the material_id
+    # target 2's samples carry only a composition: once any sample carries a material_id, assignment is by
+    # material_id alone, so they are unassigned (they would also fit every polymorph of that formula)
     for r in records[6:9]:
         r["conditions"] = {"composition": structs[2].composition.formula}
     records.append(
@@ -277,7 +281,8 @@ def test_evaluate_csp(setup, perov_csv):
     )
     assert rc == 0
     report = json.loads((out / "csp_report.json").read_text())
-    assert report["n_targets"] == 4 and report["n_samples"] == 13 and report["n_samples_unassigned"] == 1
+    assert report["n_targets"] == 4 and report["n_samples"] == 13 and report["n_samples_unassigned"] == 4
+    assert report["assignment"] == "material_id"
     assert report["match_rate_at_1"] == pytest.approx(1 / 4) and report["match_rate_at_3"] == pytest.approx(
         2 / 4
     )
@@ -285,7 +290,7 @@ def test_evaluate_csp(setup, perov_csv):
     with open(out / "csp_targets.csv") as fh:
         targets_rows = list(csv.DictReader(fh))
     assert [r["matched_at_3"] for r in targets_rows] == ["True", "True", "False", "False"]
-    assert targets_rows[2]["n_candidates"] == "3"
+    assert targets_rows[2]["n_candidates"] == "0"
     assert math.isclose(report["metrics"]["n=3"]["n_matched"], 2)
 
 
@@ -311,9 +316,11 @@ def test_relaxation_and_offline_hull(setup):
     assert (
         rows["13"]["e_hull"] == "" and rows["15"]["e_hull"] == ""
     )  # unparsed / charge-imbalanced: not relaxed
-    assert rows["15"]["e_hull_reason"].startswith("invalid")
+    assert rows["15"]["e_hull_reason"].startswith("invalid") and rows["13"]["status"] == "unparsed"
+    assert rows["5"]["relaxed_spacegroup"] != ""
     assert report["relaxer"]["name"] == "chgnet" and report["relaxer"]["max_steps"] == 3
-    assert report["hull"]["hull"].startswith("offline") and report["hull_default"] is True
+    assert report["hull"]["hull"].startswith("offline") and report["hull_kind"] == "offline_reference"
+    assert report["hull"]["rates_are_upper_bounds"] is True and report["warnings"]
     assert report["counts"]["with_e_hull"] == 1 and report["stable_rate"] in (0.0, 1 / 3)
     assert report["counts"]["relax_status"] == {rows["5"]["relax_status"]: 1}
     assert (out / "relax.jsonl").exists()

@@ -33,28 +33,28 @@ def entries_json(tmp_path):
 def test_reference_entry_has_zero_e_hull_and_line_gives_known_value(entries_json):
     hull = load_hull(entries_json)
     assert hull.elements == frozenset({"Li", "O"})
-    e, reason = hull.e_above_hull(Composition("Li2O"), -6.0)
+    e, reason = hull.e_above_hull(Composition("Li2O"), -6.0, energy_scale="mp2020")
     assert reason is None and e == pytest.approx(0.0, abs=1e-9)
     # Li2O2: x_O = 1/2 between Li2O (x_O = 1/3, -6) and O (x_O = 1, -5): hull = -6 + (1/6)/(2/3) = -5.75
-    e, reason = hull.e_above_hull(Composition("Li2O2"), -5.5)
+    e, reason = hull.e_above_hull(Composition("Li2O2"), -5.5, energy_scale="mp2020")
     assert reason is None and e == pytest.approx(0.25, abs=1e-9)
     assert hull.hull_energy_per_atom("LiO") == pytest.approx(-5.75)
     # below the hull is negative, not clipped
-    e, _ = hull.e_above_hull("Li2O", -6.1)
+    e, _ = hull.e_above_hull("Li2O", -6.1, energy_scale="mp2020")
     assert e == pytest.approx(-0.1)
     # elements are references: E_hull of the element at its own energy is 0
-    assert hull.e_above_hull("O", -5.0)[0] == pytest.approx(0.0, abs=1e-9)
+    assert hull.e_above_hull("O", -5.0, energy_scale="mp2020")[0] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_missing_element_and_failed_energy_give_nan_with_reason(entries_json):
     hull = load_hull(entries_json)
-    e, reason = hull.e_above_hull(Composition("LiF"), -4.0)
+    e, reason = hull.e_above_hull(Composition("LiF"), -4.0, energy_scale="mp2020")
     assert math.isnan(e) and "F" in reason and "not in the reference hull" in reason
     e, reason = hull.e_above_hull(Composition("Li2O"), float("nan"))
     assert math.isnan(e) and "no finite energy" in reason
     # a Structure works as well as a Composition
     s = Structure(Lattice.cubic(4.6), ["Li", "Li", "O"], [[0.25] * 3, [0.75] * 3, [0, 0, 0]])
-    assert hull.e_above_hull(s, -6.0)[0] == pytest.approx(0.0, abs=1e-9)
+    assert hull.e_above_hull(s, -6.0, energy_scale="mp2020")[0] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_all_file_formats_give_the_same_hull(tmp_path):
@@ -77,8 +77,8 @@ def test_all_file_formats_give_the_same_hull(tmp_path):
     for kind, path in paths.items():
         hull = load_hull(path)
         assert hull.describe()["sha256"] == sha256_of(path)
-        assert hull.e_above_hull("Li2O2", -5.5)[0] == pytest.approx(0.25, abs=1e-9), kind
-        assert hull.e_above_hull("Li2O", -6.0)[0] == pytest.approx(0.0, abs=1e-9), kind
+        assert hull.e_above_hull("Li2O2", -5.5, energy_scale="mp2020")[0] == pytest.approx(0.25, abs=1e-9), kind
+        assert hull.e_above_hull("Li2O", -6.0, energy_scale="mp2020")[0] == pytest.approx(0.0, abs=1e-9), kind
     assert "PatchedPhaseDiagram" in load_hull(paths["ppd"]).describe()["hull"]
     with pytest.raises(ValueError, match="unknown hull file type"):
         load_hull(tmp_path / "x.csv")
@@ -92,7 +92,7 @@ def test_download_from_file_url_verifies_checksum(tmp_path, monkeypatch, entries
     cached = tmp_path / "cache" / "hulls" / entries_json.name
     assert cached.exists() and sha256_of(cached) == digest
     assert hull.describe()["url"] == url
-    assert hull.e_above_hull("Li2O2", -5.5)[0] == pytest.approx(0.25)
+    assert hull.e_above_hull("Li2O2", -5.5, energy_scale="mp2020")[0] == pytest.approx(0.25)
     # a wrong checksum raises and leaves nothing behind
     with pytest.raises(ValueError, match="sha256 mismatch"):
         download(url, "0" * 64, dest_dir=tmp_path / "other")
@@ -121,13 +121,13 @@ def test_offline_hull_from_formation_energies(tmp_path, elemental_refs_path):
         return e_form + sum(c.get_atomic_fraction(el) * refs[el.symbol] for el in c.elements)
 
     # SrTiO3 (-3.0) lies below the SrO-TiO2 tie line at its composition: it is a hull vertex
-    assert hull.e_above_hull("SrTiO3", total("SrTiO3", -3.0))[0] == pytest.approx(0.0, abs=1e-9)
+    assert hull.e_above_hull("SrTiO3", total("SrTiO3", -3.0), energy_scale="mp2020")[0] == pytest.approx(0.0, abs=1e-9)
     # Sr2TiO4 (-2.0 eV/atom formation) vs SrO + SrTiO3: 3/7 * -2.5 * 2 ... computed from formation energies only
     e_form_hull = (2 / 7) * -2.5 + (5 / 7) * -3.0  # SrO (2 atoms) + SrTiO3 (5 atoms) per 7 atoms
-    e, reason = hull.e_above_hull("Sr2TiO4", total("Sr2TiO4", -2.0))
+    e, reason = hull.e_above_hull("Sr2TiO4", total("Sr2TiO4", -2.0), energy_scale="mp2020")
     assert reason is None and e == pytest.approx(-2.0 - e_form_hull, abs=1e-9)
     # an elemental reference itself is on the hull
-    assert hull.e_above_hull("Ti", refs["Ti"])[0] == pytest.approx(0.0, abs=1e-9)
+    assert hull.e_above_hull("Ti", refs["Ti"], energy_scale="mp2020")[0] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_offline_hull_from_real_perov5(perov_csv, elemental_refs_path):
@@ -140,7 +140,7 @@ def test_offline_hull_from_real_perov5(perov_csv, elemental_refs_path):
     for formula, e_form in zip(df.formula, df.heat_ref):
         c = Composition(formula)
         mu = sum(c.get_atomic_fraction(el) * hull.hull_energy_per_atom(el.symbol) for el in c.elements)
-        e, reason = hull.e_above_hull(c, e_form + mu)
+        e, reason = hull.e_above_hull(c, e_form + mu, energy_scale="mp2020")
         assert reason is None
         values.append(e)
     # every reference row is at or above the hull built from it (the hull is at or below the elemental line, so
@@ -153,16 +153,21 @@ def test_offline_hull_from_real_perov5(perov_csv, elemental_refs_path):
 def test_mp2020_applied_only_where_energies_are_not_compatible(entries_json):
     hull = load_hull(entries_json)
     raw = -6.0
-    plain, _ = hull.e_above_hull("Li2O", raw, relaxer_name="chgnet")
+    plain, _ = hull.e_above_hull("Li2O", raw, energy_scale="mp2020")
     assert plain == pytest.approx(0.0, abs=1e-9)  # CHGNet: already MP2020-compatible, not corrected twice
-    corrected, reason = hull.e_above_hull("Li2O", raw, relaxer_name="m3gnet")
+    corrected, reason = hull.e_above_hull("Li2O", raw, energy_scale="mp_raw")
     assert reason is None
     # MP2020 oxide correction: -0.687 eV per O atom -> -0.687 / 3 eV/atom for Li2O
     assert corrected == pytest.approx(-0.687 / 3, abs=1e-6)
-    assert hull.e_above_hull("Li2O", raw, relaxer_name="chgnet", apply_mp2020=True)[0] == pytest.approx(corrected)
-    assert hull.e_above_hull("Li2O", raw, relaxer_name="m3gnet", apply_mp2020=False)[0] == pytest.approx(plain)
+    assert hull.e_above_hull("Li2O", raw, energy_scale="mp2020", apply_mp2020=True)[0] == pytest.approx(corrected)
+    assert hull.e_above_hull("Li2O", raw, energy_scale="mp_raw", apply_mp2020=False)[0] == pytest.approx(plain)
     desc = hull.describe()["mp2020_correction"]
-    assert desc["chgnet"].startswith("not applied") and desc["m3gnet"].startswith("applied")
+    assert desc["mp2020"].startswith("not applied") and desc["mp_raw"].startswith("applied")
+    # a scale nobody declared is not guessed: no E_hull, and the reason says why
+    value, reason = hull.e_above_hull("Li2O", raw)
+    assert math.isnan(value) and "not declared" in reason
+    value, reason = hull.e_above_hull("Li2O", raw, energy_scale="chgnet")
+    assert math.isnan(value) and "not declared" in reason
 
 
 def test_mp2020_gga_plus_u_for_transition_metal_oxides():
@@ -172,3 +177,57 @@ def test_mp2020_gga_plus_u_for_transition_metal_oxides():
     assert e == pytest.approx(-7.0 + (2 * -2.256 + 3 * -0.687) / 5, abs=1e-6)
     # a metal alloy gets no correction
     assert mp2020_corrected_energy_per_atom(Composition("FeNi"), -7.0) == (pytest.approx(-7.0), None)
+
+
+def test_noble_gases_do_not_break_the_gga_plus_u_choice():
+    """Ar has no Pauling electronegativity (NaN): sorting by X put it last, so Fe2O3Ar was treated as an argide
+    (GGA, no Fe U correction). The anion is O whatever the element order."""
+    from plaid.hull import most_electronegative
+
+    assert most_electronegative(Composition("Fe2O3Ar")) == "O" == most_electronegative(Composition("ArFe2O3"))
+    e, reason = mp2020_corrected_energy_per_atom(Composition("Fe2O3Ar"), -7.0)
+    assert reason is None
+    # same corrections as Fe2O3 (Fe GGA+U mixing -2.256 eV/Fe, oxide -0.687 eV/O), Ar uncorrected, over 6 atoms
+    assert e == pytest.approx(-7.0 + (2 * -2.256 + 3 * -0.687) / 6, abs=1e-6)
+
+
+def test_offline_mp20_hull_on_real_mp20_structures(elemental_refs_path):
+    """A hull from MP-20 formation energies (train_partial) + MP elemental references, checked on real MP-20
+    validation structures with their own DFT formation energies: it is incomplete (MP-20 has only metastable cells
+    of <= 20 atoms), so it lies on or above the MP hull and E_hull against it is never above MP's e_above_hull;
+    it is marked as offline with the upper-bound warning."""
+    import pandas as pd
+
+    from .conftest import data_path
+
+    train = data_path("mp_20/train_partial.csv")
+    hull = load_hull(None, reference_csv=train, elemental_refs=elemental_refs_path)
+    desc = hull.describe()
+    assert hull.kind == desc["kind"] == "offline_reference" and desc["rates_are_upper_bounds"] is True
+    assert "upper bounds" in desc["warning"]
+    from plaid.hull import read_elemental_refs
+
+    mu = {el: e.energy_per_atom for el, e in read_elemental_refs(elemental_refs_path).items()}
+    val = pd.read_csv(data_path("mp_20/val.csv"), nrows=400)
+    val = val[val.formation_energy_per_atom.notna() & val.e_above_hull.notna()]
+    checked = 0
+    for row in val.itertuples():
+        s = Structure.from_str(row.cif, fmt="cif")
+        comp = s.composition
+        energy = row.formation_energy_per_atom + sum(comp.get_atomic_fraction(el) * mu[el.symbol]
+                                                     for el in comp.elements)
+        e, reason = hull.e_above_hull(s, energy, energy_scale="mp2020")
+        if reason is not None and "not in the reference hull" in reason:
+            continue
+        assert reason is None, reason
+        assert e <= row.e_above_hull + 1e-6  # an incomplete hull can only understate E_hull
+        checked += 1
+    assert checked > 300
+    # and training structures are never below the hull built from them
+    tr = pd.read_csv(train, nrows=200)
+    tr = tr[tr.formation_energy_per_atom.notna()]
+    for row in tr.itertuples():
+        comp = Composition(row.pretty_formula)
+        energy = row.formation_energy_per_atom + sum(comp.get_atomic_fraction(el) * mu[el.symbol]
+                                                     for el in comp.elements)
+        assert hull.e_above_hull(comp, energy, energy_scale="mp2020")[0] >= -1e-8

@@ -90,8 +90,20 @@ def _samples_file(tmp_path, labels):
     return path
 
 
+def _outcomes_dir(path, labels):
+    """An evaluation directory whose outcomes give ``labels`` (e_hull, parsed or not)."""
+    from plaid.evaluation.outcome import Outcome, OutcomeSettings, apply_thresholds, write_outcomes
+
+    outcomes = [Outcome(sample_id=x.sample_id, prompt=x.prompt, text=x.text, parsed=x.status != "unparsed",
+                        error="bad" if x.status == "unparsed" else None, struct_valid=x.status != "unparsed",
+                        comp_valid=x.status != "unparsed", valid=x.status != "unparsed",
+                        relax_status="converged" if x.status != "unparsed" else None, e_hull=x.e_hull,
+                        energies_computed=True) for x in labels]
+    apply_thresholds(outcomes, OutcomeSettings())
+    write_outcomes(path, outcomes, OutcomeSettings(), {})
+
+
 def test_dataset_from_evaluate_labels_and_nothing_written_when_degenerate(tmp_path):
-    import pandas as pd
     from datasets import load_from_disk
 
     labels = [lab(i, e, prompt=f"p{i % 3}") for i, e in enumerate([-0.1, 0.2, 0.3, 0.5, -0.05, 0.6, 0.7, 0.9, 0.01])]
@@ -99,8 +111,7 @@ def test_dataset_from_evaluate_labels_and_nothing_written_when_degenerate(tmp_pa
     samples = _samples_file(tmp_path, labels)
     eval_dir = tmp_path / "eval"
     eval_dir.mkdir()
-    pd.DataFrame({"struct_valid": [True] * 9 + [False], "e_hull": [x.e_hull for x in labels],
-                  "is_novel": [True] * 10, "spacegroup": [1] * 10}).to_csv(eval_dir / "structures.csv", index=False)
+    _outcomes_dir(eval_dir, labels)
     parsed = labels_from_evaluation([json.loads(line) for line in samples.read_text().splitlines()], eval_dir)
     assert [x.status for x in parsed] == ["ok"] * 9 + ["unparsed"]
     out = tmp_path / "pairs"
@@ -114,7 +125,7 @@ def test_dataset_from_evaluate_labels_and_nothing_written_when_degenerate(tmp_pa
 
     bad = tmp_path / "bad_eval"
     bad.mkdir()
-    pd.DataFrame({"struct_valid": [True] * 10, "e_hull": [0.5] * 10}).to_csv(bad / "structures.csv", index=False)
+    _outcomes_dir(bad, [lab(x.sample_id, 0.5, prompt=x.prompt) for x in labels])
     with pytest.raises(PairingError, match="no accepted"):
         make_preference_dataset(samples, tmp_path / "empty", eval_dir=bad)
     assert not (tmp_path / "empty").exists()
@@ -153,12 +164,10 @@ def test_label_samples_statuses_and_resume(tmp_path, perov_csv, perov_structures
     assert "0.3" in labels[1].reason or "distance" in labels[1].reason
     assert labels[3].reason.startswith("error") and labels[3].e_hull is None
 
-    class NoRelax:
-        name = relaxer.name
+    def no_relaxation(todo):
+        assert not todo, "a labelled sample was relaxed again"
+        return iter(())
 
-        def relax(self, structures, ids=None, out_path=None, progress=True, batched=True):
-            assert not structures, "a labelled sample was relaxed again"
-            return []
-
-    again = label_samples(records, tmp_path / "labels", relaxer=NoRelax(), hull=hull, progress=False)
+    relaxer._run_batched = no_relaxation  # the cached relaxations must be reused as they are
+    again = label_samples(records, tmp_path / "labels", relaxer=relaxer, hull=hull, progress=False)
     assert [lab.to_record() for lab in again] == [lab.to_record() for lab in labels]

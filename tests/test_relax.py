@@ -38,7 +38,7 @@ class LennardJonesModel:
 
     name = "lj"
     version = "ase.calculators.lj"
-    mp2020_compatible = False
+    energy_scale = None  # not an MP potential: no E_hull
     params = dict(sigma=3.4, epsilon=0.0104, rc=6.5, smooth=True)
 
     def calculator(self):
@@ -100,7 +100,7 @@ def test_step_cap_timeout_and_describe():
     assert math.isfinite(timed.initial_energy_per_atom)
     d = Relaxer(LennardJonesModel(), fmax=0.05, max_steps=100).describe()
     assert d["fmax"] == 0.05 and d["max_steps"] == 100 and d["filter"] == "FrechetCellFilter"
-    assert d["optimizer"] == "FIRE" and d["energies_mp2020_compatible"] is False
+    assert d["optimizer"] == "FIRE" and d["energy_scale"] is None
     with pytest.raises(ValueError, match="filter"):
         Relaxer(LennardJonesModel(), filter="exp")
 
@@ -134,7 +134,7 @@ def test_chgnet_batched_agrees_with_ase(chgnet, perov_structures, carbon_structu
         assert b.initial_energy_per_atom == pytest.approx(r.initial_energy_per_atom, abs=1e-4)
         assert b.energy_per_atom <= b.initial_energy_per_atom + 1e-3
         assert b.structure.composition == r.structure.composition
-    assert chgnet.describe()["energies_mp2020_compatible"] is True
+    assert chgnet.describe()["energy_scale"] == "mp2020"
 
 
 def test_m3gnet_batched_agrees_with_ase(m3gnet_path, perov_structures):
@@ -145,7 +145,7 @@ def test_m3gnet_batched_agrees_with_ase(m3gnet_path, perov_structures):
     assert _agreement(batched, reference) >= 0.95
     assert [b.n_steps for b in batched] == [r.n_steps for r in reference]
     d = relaxer.describe()
-    assert d["name"] == "m3gnet" and d["energies_mp2020_compatible"] is False and "M3GNet" in d["model_version"]
+    assert d["name"] == "m3gnet" and d["energy_scale"] == "mp_raw" and "M3GNet" in d["model_version"]
 
 
 def test_failures_are_recorded_per_structure_and_never_break_the_batch(chgnet, perov_structures):

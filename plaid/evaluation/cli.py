@@ -30,14 +30,30 @@ def register(subparsers) -> None:
     p.add_argument("--no-relax", action="store_true", help="skip MLIP relaxation, E_hull and S.U.N.")
     p.add_argument("--relaxer", choices=["chgnet", "m3gnet"], default="chgnet")
     p.add_argument("--relaxer-model", default=None, help="model path (m3gnet)")
+    p.add_argument("--energy-scale", choices=["mp2020", "mp_raw"], default=None,
+                   help="scale of --relaxer-model's energies (needed for weights other than the stock ones)")
+    p.add_argument("--device", default="cpu", help="torch device of the relaxation model (cpu, cuda, cuda:1...)")
     p.add_argument("--fmax", type=float, default=0.1)
-    p.add_argument("--max-steps", type=int, default=500)
+    p.add_argument("--max-steps", "--relax-steps", dest="max_steps", type=int, default=500,
+                   help="FIRE steps per structure")
     p.add_argument("--relax-timeout", type=float, default=None, help="seconds per structure")
     p.add_argument(
-        "--hull", default=None, help="reference hull file; default: offline hull from the reference CSV"
+        "--hull",
+        default=None,
+        help="reference hull file (2023-02-07-ppd-mp.pkl.gz); default: an offline hull from the reference's "
+        "formation energies, with a warning (incomplete: stability rates are upper bounds)",
     )
     p.add_argument(
-        "--stable-threshold", type=float, default=0.0, help="E_hull (eV/atom) for stable_rate/sun_rate"
+        "--stable-threshold", type=float, default=0.0, help="stable: E_hull <= this (eV/atom; stable_rate, S.U.N.)"
+    )
+    p.add_argument(
+        "--metastable-threshold", type=float, default=0.08, help="metastable: E_hull < this (eV/atom; PLaID)"
+    )
+    p.add_argument(
+        "--sun-protocol",
+        choices=["relaxed", "unrelaxed"],
+        default="relaxed",
+        help="structures S.U.N. classes and novelty are matched on (default: relaxed, as FlowMM/PLaID++/MatterGen)",
     )
     p.add_argument("--oxidation-states", default="smact14", help="smact14 (CDVAE numbers), icsd24, or a file")
     p.add_argument("--coverage-over", choices=["parsed", "valid"], default="parsed")
@@ -45,8 +61,9 @@ def register(subparsers) -> None:
     p.add_argument("--comp-cutoff", type=float, default=None)
     p.add_argument(
         "--comp-scaler",
-        default=None,
-        help=".npz with 'means' and 'stds' of the Magpie features (default: fitted on the reference)",
+        default="cdvae",
+        help="Magpie standardisation: cdvae (CDVAE's fixed MP-20 constants, default), fit (fitted on the coverage "
+        "reference), or an .npz with 'means' and 'stds'",
     )
     p.add_argument("--fingerprint-timeout", type=float, default=60.0, help="seconds per structure")
     p.add_argument("--no-crystallm-checks", action="store_true", help="skip bond-length/multiplicity checks")
@@ -59,7 +76,8 @@ def register(subparsers) -> None:
         "evaluate-csp",
         help="CSP match rate and RMSE at n=1 and n=20 candidates per test structure",
         description="Match samples generated for test compositions against TEST (CDVAE-format CSV). Samples map "
-        "to targets by material_id, else by their composition condition.",
+        "to targets by material_id (give `plaid sample --prompt-file` a material_id column), else by request id, "
+        "else (with a warning) by their composition condition.",
     )
     c.add_argument("samples")
     c.add_argument("--targets", required=True, help="test set CSV")
@@ -91,11 +109,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         relax=not args.no_relax,
         relaxer=args.relaxer,
         relaxer_model_path=args.relaxer_model,
+        relaxer_energy_scale=args.energy_scale,
+        device=args.device,
         fmax=args.fmax,
         max_steps=args.max_steps,
         relax_timeout_s=args.relax_timeout,
         hull=args.hull,
         stable_threshold=args.stable_threshold,
+        metastable_threshold=args.metastable_threshold,
+        sun_protocol=args.sun_protocol,
         coverage_reference=args.coverage_reference,
         n_jobs=args.jobs,
         model_version=args.model_version,
@@ -119,14 +141,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             "sun_rate",
         ],
     )
+    for warning in report.get("warnings", []):
+        print(f"warning: {warning}")
     print(f"wrote {args.out}/report.json and {args.out}/structures.csv")
     return 0
 
 
 def _run_csp(args: argparse.Namespace) -> int:
-    from .csp import evaluate_csp
+    from .csp import run_csp
 
-    report = evaluate_csp(
+    report = run_csp(
         args.samples,
         args.targets,
         args.out,
@@ -136,7 +160,7 @@ def _run_csp(args: argparse.Namespace) -> int:
     )
     _print_summary(
         report,
-        ["n_targets", "n_samples", "n_samples_unassigned"]
+        ["n_targets", "n_samples", "n_samples_unassigned", "assignment"]
         + [k for k in report if k.startswith(("match_rate_at_", "mean_rmse_at_"))],
     )
     print(f"wrote {args.out}/csp_report.json")

@@ -68,7 +68,8 @@ def fingerprint_record(structure: Structure | None, timeout_s: float | None = DE
     except Exception as exc:  # noqa: BLE001 - recorded per structure, never fatal
         return {
             "fp_status": "error",
-            "fp_reason": f"{type(exc).__name__}: {exc}",
+            "fp_reason": f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (no message): "
+            f"{exc!r} in {type(exc).__module__}",
             "struct_fp": None,
             "comp_fp": None,
         }

@@ -35,7 +35,7 @@ CSP_MATCHER = {
     "stol": 0.5,
     "angle_tol": 10.0,
 }  # CSP match rate / RMSE (CDVAE, DiffCSP, CrystaLLM)
-REDUCTION_VERSION = "primitive-niggli-v1"
+REDUCTION_VERSION = "primitive-niggli-v2"
 
 
 def make_matcher(ltol: float = 0.2, stol: float = 0.3, angle_tol: float = 5.0) -> StructureMatcher:
@@ -58,11 +58,21 @@ def reduce_for_matching(structure: Structure) -> Structure:
     return StructureMatcher._get_reduced_structure(Structure.from_sites(structure), True, True)
 
 
-def _fit(matcher: StructureMatcher, a: Structure, b: Structure) -> bool:
+def _fit(matcher: StructureMatcher, a: Structure, b: Structure, errors: list | None = None) -> bool:
+    """``fit`` on reduced cells; a matcher exception is not a match, and its reason goes to ``errors``."""
     try:
         return bool(matcher.fit(a, b, skip_structure_reduction=True))
-    except Exception:  # noqa: BLE001 - a matcher failure on one pair is "no match", as in CDVAE
+    except Exception as exc:  # noqa: BLE001 - recorded: the caller leaves the flag it would decide undecided
+        if errors is not None:
+            errors.append(f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc))
         return False
+
+
+def _reduce(structure: Structure) -> tuple[Structure, str | None]:
+    try:
+        return reduce_for_matching(structure), None
+    except Exception as exc:  # noqa: BLE001 - fit() then reduces it itself; counted in the report
+        return structure, f"reduction failed ({type(exc).__name__}: {exc}); compared unreduced"
 
 
 # ----------------------------------------------------------------------------------------- brute force
@@ -113,18 +123,18 @@ def reduce_reference(structures, source_sha256: str | None = None, cache: Path |
     if callable(structures):
         structures = structures()
     buckets: dict[tuple, list[tuple[int, Structure]]] = defaultdict(list)
+    n_reduce_failed = 0
     for i, s in enumerate(tqdm(structures, desc="reduce reference", leave=False, mininterval=2.0)):
         if s is None:
             continue
-        try:
-            reduced = reduce_for_matching(s)
-        except Exception:  # noqa: BLE001 - an unreducible reference is compared unreduced by fit itself
-            reduced = s
+        reduced, error = _reduce(s)
+        n_reduce_failed += error is not None
         buckets[composition_key(s.composition)].append((i, reduced))
     out = {
         "buckets": dict(buckets),
         "n_structures": len(structures),
         "n_missing": sum(s is None for s in structures),
+        "n_reduce_failed": n_reduce_failed,
     }
     if path is not None:
         tmp = path.with_suffix(".tmp")
@@ -140,25 +150,31 @@ def reduce_reference(structures, source_sha256: str | None = None, cache: Path |
 def _bucket_task(args) -> list[dict]:
     ids, structures, reference, matcher_kwargs, check_novelty = args
     matcher = make_matcher(**matcher_kwargs)
-    reduced = []
-    for s in structures:
-        try:
-            reduced.append(reduce_for_matching(s))
-        except Exception:  # noqa: BLE001
-            reduced.append(s)
+    pairs = [_reduce(s) for s in structures]
+    reduced = [r for r, _ in pairs]
     out = []
     for i, (sid, r) in enumerate(zip(ids, reduced)):
-        dup_of = None
+        dup_of, errors = None, []
         for j in range(i):
-            if len(reduced[j]) == len(r) and _fit(matcher, reduced[j], r):
+            if len(reduced[j]) == len(r) and _fit(matcher, reduced[j], r, errors):
                 dup_of = ids[j]
                 break
-        record = {"sample_id": sid, "is_unique": dup_of is None, "duplicate_of": dup_of}
+        undecided = dup_of is None and bool(errors)
+        record = {"sample_id": sid, "is_unique": None if undecided else dup_of is None, "duplicate_of": dup_of,
+                  "reduce_error": pairs[i][1], "match_error": None}
+        if undecided:
+            record["match_error"] = f"uniqueness undecided: matcher error vs {len(errors)} sample(s): {errors[0]}"
         if check_novelty:
+            ref_errors: list = []
             match = next(
-                (ref_i for ref_i, ref in reference if len(ref) == len(r) and _fit(matcher, r, ref)), None
+                (ref_i for ref_i, ref in reference if len(ref) == len(r) and _fit(matcher, r, ref, ref_errors)),
+                None,
             )
-            record.update(is_novel=match is None, matches_reference=match)
+            novel_undecided = match is None and bool(ref_errors)
+            record.update(is_novel=None if novel_undecided else match is None, matches_reference=match)
+            if novel_undecided:
+                message = f"novelty undecided: matcher error vs {len(ref_errors)} reference(s): {ref_errors[0]}"
+                record["match_error"] = "; ".join(m for m in (record["match_error"], message) if m)
         out.append(record)
     return out
 
@@ -172,7 +188,8 @@ def uniqueness_and_novelty(
     out_path: str | Path | None = None,
     n_jobs: int = 1,
 ) -> dict:
-    """Per id: ``{"is_unique", "duplicate_of", "is_novel", "matches_reference"}`` (None entries -> None values).
+    """Per id: ``{"is_unique", "duplicate_of", "is_novel", "matches_reference", "reduce_error", "match_error"}``
+    (None entries -> None values). A flag that a matcher exception left undecided is None, with ``match_error``.
 
     ``reference`` is ``reduce_reference(...)``'s output (None: novelty not computed). ``out_path``: a JSONL that
     receives each bucket's records as it finishes, so a re-run resumes."""
@@ -213,7 +230,8 @@ def uniqueness_and_novelty(
         bar.close()
         if writer:
             writer.close()
-    empty = {"is_unique": None, "duplicate_of": None, "is_novel": None, "matches_reference": None}
+    empty = {"is_unique": None, "duplicate_of": None, "is_novel": None, "matches_reference": None,
+             "reduce_error": None, "match_error": None}
     return {
         sid: {**empty, **results.get(sid, {})} if s is not None else dict(empty)
         for sid, s in zip(ids, structures)

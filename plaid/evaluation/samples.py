@@ -24,6 +24,9 @@ class Sample:
     gen_time_s: float | None = None
     conditions: dict = field(default_factory=dict)
     material_id: str | None = None
+    prompt: str | None = None
+    generated_text: str | None = None  # what the model wrote (infill: only the element); ``text`` is the crystal
+    request_id: str | None = None
     meta: dict = field(default_factory=dict)  # generation metadata for the report (model, run_seed, sampling)
 
 
@@ -36,12 +39,25 @@ def structure_from_cif(cif: str) -> Structure:
         return Structure.from_str(cif, fmt="cif")
 
 
+def crystal_text(record: dict) -> str | None:
+    """The full crystal text of a sample record: ``text``, except for infill, where ``text`` is only the generated
+    element and the crystal is the masked text with it filled in (what the sampler decoded)."""
+    from plaid.representations.base import MASK
+
+    text = record.get("text")
+    conditions = record.get("conditions") or {}
+    masked = record.get("masked_text") or (conditions.get("masked_text") if isinstance(conditions, dict) else None)
+    if masked and text is not None and MASK in masked:
+        return masked.replace(MASK, text.strip())
+    return text
+
+
 def structure_from_record(record: dict) -> tuple[Structure | None, str | None]:
     """A sample record's structure and None, or None and the reason; never raises.
 
-    The generated text is decoded with its representation when the record names one (the exact structure the
-    sampler parsed: a CIF round trip can merge overlapping sites); otherwise the record's CIF is read."""
-    text, name, cif = record.get("text"), record.get("representation"), record.get("cif")
+    The crystal text (:func:`crystal_text`) is decoded with its representation when the record names one (the
+    exact structure the sampler parsed: a CIF round trip can merge overlapping sites); otherwise the CIF is read."""
+    text, name, cif = crystal_text(record), record.get("representation"), record.get("cif")
     try:
         if text and name:
             from plaid.representations import get
@@ -66,7 +82,10 @@ def _sample_from_record(record: dict, position: int) -> Sample:
     sample = Sample(
         sample_id=sid,
         structure=None,
-        text=record.get("text"),
+        text=crystal_text(record),
+        prompt=record.get("prompt"),
+        generated_text=record.get("text"),
+        request_id=record.get("request_id"),
         representation=record.get("representation"),
         gen_time_s=float(gen_time) if isinstance(gen_time, int | float) else None,
         conditions=conditions,

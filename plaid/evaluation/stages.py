@@ -72,3 +72,26 @@ def run_stage(
                 bar.update()
         bar.close()
     return {r[writer.key]: r for r in writer.records}
+
+
+def guard_stage(out_dir, filename: str, settings) -> None:
+    """Keep ``out_dir/filename`` only if it was computed with the same ``settings`` (JSON-able): otherwise (or when
+    no settings were recorded for it) it is renamed to ``*.stale`` and the stage recomputes it. The settings of
+    every stage are kept in ``out_dir/stages.json``."""
+    import json
+    import logging
+    from pathlib import Path
+
+    log = logging.getLogger(__name__)
+    out_dir = Path(out_dir)
+    path = out_dir / "stages.json"
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    value = json.loads(json.dumps(settings, default=str))
+    stage_file = out_dir / filename
+    if stage_file.exists() and recorded.get(filename) != value:
+        why = "has no recorded settings" if filename not in recorded else "was made from other inputs or settings"
+        log.warning("%s %s; recomputing it (old results kept as %s)", stage_file, why,
+                    stage_file.with_suffix(".stale").name)
+        stage_file.replace(stage_file.with_suffix(".stale"))
+    recorded[filename] = value
+    path.write_text(json.dumps(recorded, indent=1) + "\n")

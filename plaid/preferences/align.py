@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..io import read_jsonl
-
 log = logging.getLogger(__name__)
 
 PLAID_PP_TEMPERATURES = [0.7, 0.7, 0.9, 0.9, 1.1, 1.1, 1.3]  # PLaID++'s per-iteration schedule
@@ -46,6 +44,8 @@ class AlignConfig:
     device: str | None = None
     relaxer: str = "m3gnet"  # labeller (PLaID: M3GNet); evaluate with CHGNet separately
     relaxer_model_path: str | None = None
+    relaxer_energy_scale: str | None = None  # mp2020 | mp_raw: scale of relaxer_model_path's energies
+    relax_device: str | None = None  # device of the labelling MLIP (default: `device`, else cpu)
     relax_max_steps: int = 500
     relax_fmax: float = 0.1
     relax_batch_size: int = 32
@@ -83,6 +83,10 @@ class AlignConfig:
             raise ValueError("temperatures must list at least one value")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        if self.mode == "spacegroup":
+            raise ValueError("mode: spacegroup pairs samples of space-group-conditioned prompts, but the alignment "
+                             "loop samples only the unconditional prompt: use mode basic or tiered, or build "
+                             "space-group pairs with `plaid sample --prompt-file` + `plaid pairs --mode spacegroup`")
         if self.hull is None and self.reference is None:
             raise ValueError("give `hull` (MP hull file) or `reference` (training CSV for an offline hull)")
 
@@ -114,7 +118,8 @@ class _Labeller:
 
             c = self.config
             self._relaxer = load_labeller(c.relaxer, c.relaxer_model_path, c.relax_fmax, c.relax_max_steps,
-                                          c.relax_batch_size, device=c.device or "cpu")
+                                          c.relax_batch_size, device=c.relax_device or c.device or "cpu",
+                                          energy_scale=c.relaxer_energy_scale)
         return self._relaxer
 
     @property
@@ -151,34 +156,24 @@ def sample_stage(config: AlignConfig, adapter: str, out: Path, iteration: int) -
 
 
 def iteration_metrics(samples: Path, labels_dir: Path, labeller: _Labeller, config: AlignConfig) -> dict:
-    """Parse, validity, stability, metastability and S.U.N. rates of one iteration, all over every sample."""
-    from ..evaluation.matching import uniqueness_and_novelty
-    from ..relax import RelaxResult
-    from .labels import Label
+    """Parse, validity, stability, metastability and S.U.N. rates of one iteration, all over every sample, read
+    from the labelling's per-sample outcomes (the definitions of plaid evaluate: plaid.evaluation.outcome)."""
+    from ..evaluation.outcome import read_outcomes
 
-    records = read_jsonl(samples)
-    labels = [Label(**r) for r in read_jsonl(labels_dir / "labels.jsonl")]
-    n = len(records)
-    ok = [lab for lab in labels if lab.status == "ok"]
-    stable = [lab for lab in ok if lab.e_hull_value <= config.stable_threshold]
-    metrics = {
+    outcomes, _ = read_outcomes(labels_dir)
+    n = len(outcomes)
+
+    def rate(k: int) -> float:
+        return k / n if n else 0.0
+
+    return {
         "n_samples": n,
-        "parse_rate": sum(bool(r.get("parsed")) for r in records) / n if n else 0.0,
-        "valid_rate": sum(lab.status not in ("unparsed", "invalid") for lab in labels) / n if n else 0.0,
-        "metastable_rate": sum(lab.e_hull_value < config.threshold for lab in ok) / n if n else 0.0,
-        "stable_rate": len(stable) / n if n else 0.0,
-        "sun_rate": None,
+        "parse_rate": rate(sum(o.parsed for o in outcomes)),
+        "valid_rate": rate(sum(o.valid for o in outcomes)),
+        "metastable_rate": rate(sum(o.is_metastable is True for o in outcomes)),
+        "stable_rate": rate(sum(o.is_stable is True for o in outcomes)),
+        "sun_rate": rate(sum(o.is_sun is True for o in outcomes)) if labeller.reference is not None else None,
     }
-    if labeller.reference is not None and stable:
-        relaxed = {r["id"]: RelaxResult.from_record(r) for r in read_jsonl(labels_dir / "relax.jsonl")}
-        ids = [lab.sample_id for lab in ok]
-        result = uniqueness_and_novelty([relaxed[i].structure for i in ids], ids=ids, reference=labeller.reference,
-                                        out_path=labels_dir / "sun_matching.jsonl")
-        sun = [lab for lab in stable if result[lab.sample_id]["is_unique"] and result[lab.sample_id]["is_novel"]]
-        metrics["sun_rate"] = len(sun) / n
-    elif labeller.reference is not None:
-        metrics["sun_rate"] = 0.0
-    return metrics
 
 
 def dpo_stage(config: AlignConfig, adapter: str, pairs_dir: Path, out: Path) -> dict:
@@ -224,7 +219,7 @@ def run_alignment(config: AlignConfig) -> dict:
                 _, stats = make_preference_dataset(
                     d / "samples.jsonl", d / "pairs", labels_dir=d / "labels", mode=config.mode, ratio=config.ratio,
                     threshold=config.threshold, stable_threshold=config.stable_threshold, relaxer=labeller.relaxer,
-                    hull=labeller.hull, reference=labeller.reference if config.mode == "tiered" else None,
+                    hull=labeller.hull, reference=labeller.reference,
                     test_size=config.test_size,
                     seed=config.seed + it,
                 )

@@ -28,10 +28,13 @@ def register(subparsers) -> None:
     p.add_argument("--stable-threshold", type=float, default=0.0, help="tiered: stable at or below this")
     p.add_argument("--relaxer", default="m3gnet", choices=["m3gnet", "chgnet"], help="labelling MLIP (PLaID: M3GNet)")
     p.add_argument("--model-path", default=None, help="MLIP weights directory")
-    p.add_argument("--max-steps", type=int, default=500)
+    p.add_argument("--max-steps", "--relax-steps", dest="max_steps", type=int, default=500,
+                   help="FIRE steps per structure (PLaID: 500)")
+    p.add_argument("--energy-scale", default=None, choices=["mp2020", "mp_raw"],
+                   help="scale of --model-path's energies (needed for weights other than the stock ones)")
     p.add_argument("--fmax", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device of the labelling MLIP (cpu, cuda, cuda:1...)")
     p.add_argument("--hull", default=None, help="MP hull: Matbench Discovery ppd .pkl.gz or MP entries .json.gz")
     p.add_argument("--reference", default=None,
                    help="training CSV: novelty for --mode tiered, and the offline hull when --hull is not given")
@@ -66,7 +69,7 @@ def _pairs(args: argparse.Namespace) -> int:
                              "or --labels EVAL_DIR")
         hull = load_hull(args.hull, reference_csv=args.reference if args.hull is None else None)
         relaxer = load_labeller(args.relaxer, args.model_path, args.fmax, args.max_steps, args.batch_size,
-                                device=args.device)
+                                device=args.device, energy_scale=args.energy_scale)
     try:
         _, stats = make_preference_dataset(
             args.samples, args.out, labels_dir=args.labels_dir, eval_dir=args.labels, mode=args.mode,
@@ -74,7 +77,7 @@ def _pairs(args: argparse.Namespace) -> int:
             hull=hull, reference_csv=args.reference, test_size=args.test_size, seed=args.seed,
             push_to_hub=args.push_to_hub,
         )
-    except PairingError as exc:
+    except (PairingError, ValueError, FileNotFoundError) as exc:  # bad input: one line, never a traceback
         raise SystemExit(f"plaid pairs: {exc}") from None
     print(json.dumps({k: stats[k] for k in ("n_samples", "status_counts", "n_accepted", "n_rejected", "n_pairs",
                                              "pair_types", "split_counts")}, indent=2))

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from ..io import read_jsonl
-from .labels import Label, label_samples, labels_from_evaluation
+from .labels import Label, label_samples, labels_from_evaluation, write_labels
 from .pairs import build_pairs, split_pairs
 
 log = logging.getLogger(__name__)
@@ -17,21 +17,25 @@ COLUMNS = ("prompt", "chosen", "rejected", "chosen_e_hull", "rejected_e_hull", "
 
 
 def load_labeller(relaxer: str = "m3gnet", model_path=None, fmax: float = 0.1, max_steps: int = 500,
-                  batch_size: int = 32, timeout_s: float | None = None, device: str = "cpu"):
+                  batch_size: int = 32, timeout_s: float | None = None, device: str = "cpu",
+                  energy_scale: str | None = None):
     from ..relax import get_relaxer
 
     return get_relaxer(relaxer, model_path=model_path, fmax=fmax, max_steps=max_steps, batch_size=batch_size,
-                       timeout_s=timeout_s, device=device)
+                       timeout_s=timeout_s, device=device, energy_scale=energy_scale)
 
 
 def load_reference_for_novelty(reference_csv: str | Path | None) -> dict | None:
+    """The training set reduced for matching (cached under its sha256), with ``sha256`` added; None for None."""
     if reference_csv is None:
         return None
     from ..data.sources import sha256_of
     from ..evaluation.matching import reduce_reference
     from ..evaluation.samples import load_reference
 
-    return reduce_reference(lambda: load_reference(reference_csv)[0], source_sha256=sha256_of(reference_csv))
+    sha = sha256_of(reference_csv)
+    reduced = reduce_reference(lambda: load_reference(reference_csv)[0], source_sha256=sha)
+    return {**reduced, "sha256": sha}
 
 
 def make_preference_dataset(
@@ -59,20 +63,26 @@ def make_preference_dataset(
     Nothing is written to ``out_dir`` when no pair can be made (``PairingError``)."""
     from datasets import Dataset, DatasetDict, Features, Value
 
+    from ..evaluation.outcome import OutcomeSettings
+
     records = read_jsonl(samples)
     if not records:
         raise ValueError(f"{samples}: no sample records")
+    labels_dir = Path(labels_dir or Path(out_dir).with_name(Path(out_dir).name + "_labels"))
     if eval_dir is not None:
-        labels = labels_from_evaluation(records, eval_dir)
-        labeller = {"source": "plaid evaluate", "eval_dir": str(eval_dir)}
+        labels = labels_from_evaluation(records, eval_dir, stable_threshold=stable_threshold, source=str(samples))
+        write_labels(labels_dir, labels)
+        labeller = {"source": "plaid evaluate", "eval_dir": str(eval_dir), "labels_dir": str(labels_dir)}
     else:
         if relaxer is None or hull is None:
             raise ValueError("labelling needs a relaxer and a hull (or eval_dir with plaid evaluate results)")
-        labels_dir = Path(labels_dir or Path(out_dir).with_name(Path(out_dir).name + "_labels"))
-        labels = label_samples(records, labels_dir, relaxer=relaxer, hull=hull,
-                               reference=(reference or load_reference_for_novelty(reference_csv))
-                               if mode == "tiered" else None)
-        labeller = {"source": "plaid.relax", "relaxer": relaxer.describe(), "labels_dir": str(labels_dir)}
+        reference = reference if reference is not None else load_reference_for_novelty(reference_csv)
+        settings = OutcomeSettings(stable_threshold=stable_threshold, metastable_threshold=threshold)
+        labels = label_samples(records, labels_dir, relaxer=relaxer, hull=hull, reference=reference,
+                               reference_sha256=(reference or {}).get("sha256"), settings=settings,
+                               source=str(samples))
+        labeller = {"source": "plaid.relax", "relaxer": relaxer.describe(), "labels_dir": str(labels_dir),
+                    "outcome_settings": settings.to_dict()}
     pairs, stats = build_pairs(labels, mode=mode, ratio=ratio, threshold=threshold,
                                stable_threshold=stable_threshold, seed=seed)
     train, test, split_by = split_pairs(pairs, test_size, seed)
@@ -86,7 +96,7 @@ def make_preference_dataset(
     })
     stats.update(split_by=split_by, split_counts={k: len(v) for k, v in parts.items()}, samples=str(samples),
                  labeller=labeller, hull=hull.describe() if hull is not None and hasattr(hull, "describe") else None,
-                 labels=_label_summary(labels))
+                 labels=_label_summary(labels, threshold, stable_threshold))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset.save_to_disk(str(out))
@@ -101,13 +111,15 @@ def make_preference_dataset(
     return dataset, stats
 
 
-def _label_summary(labels: list[Label]) -> dict:
+def _label_summary(labels: list[Label], threshold: float, stable_threshold: float) -> dict:
+    from ..evaluation.outcome import is_metastable, is_stable
+
     ok = [lab.e_hull_value for lab in labels if lab.status == "ok"]
     return {
         "n": len(labels),
         "n_ok": len(ok),
-        "metastable_rate_of_all": sum(e < 0.08 for e in ok) / len(labels) if labels else 0.0,
-        "stable_rate_of_all": sum(e <= 0.0 for e in ok) / len(labels) if labels else 0.0,
+        "metastable_rate_of_all": sum(is_metastable(e, threshold) for e in ok) / len(labels) if labels else 0.0,
+        "stable_rate_of_all": sum(is_stable(e, stable_threshold) for e in ok) / len(labels) if labels else 0.0,
     }
 
 

@@ -1,26 +1,32 @@
-"""Label generated samples for preference pairs: MLIP relaxation, energy above hull, novelty.
+"""Labels for preference pairs, read from per-sample outcomes (:mod:`plaid.evaluation.outcome`).
 
-PLaID labels its own samples with M3GNet (500 FIRE steps) and keeps CHGNet for evaluation, so the reward cannot be
-gamed by one potential. Every sample gets a label record, written to ``labels.jsonl`` as soon as it is known
-(relaxations are cached by the relaxer in ``relax.jsonl``), so a re-run or a crash loses nothing.
+Both labelling paths go through the same :class:`~plaid.evaluation.outcome.Outcome` records, so they give the same
+label for the same sample and settings: :func:`label_samples` computes them with the MLIP and hull it is given
+(PLaID labels its own samples with M3GNet, 500 FIRE steps, and keeps CHGNet for evaluation, so the reward cannot be
+gamed by one potential), and :func:`labels_from_evaluation` reads the ``outcomes.jsonl`` that ``plaid evaluate``
+wrote. Every stage is cached in the labels directory and recomputed when its inputs or settings change
+(``stages.json``; relaxations made with other relaxer settings are redone); ``labels.jsonl`` is rewritten from the
+outcomes on every run, so a changed relaxer or hull always applies.
 
-Label ``status``:
-- ``ok``: parsed, structurally valid, relaxed, E_hull known;
-- ``unparsed``: the text did not decode; ``invalid``: decoded but structurally invalid (distance < 0.5 A or
-  volume < 0.1 A^3, CDVAE); ``relax_failed``: the relaxation exploded, timed out or errored. These three are
-  bad generations: always on the rejected side;
-- ``unlabelled``: relaxed, but the hull lacks an element, so E_hull is unknown: never paired, counted.
+Label ``status`` (from ``Outcome.status``):
+- ``ok``: parsed, valid (structurally: no atoms closer than 0.5 A, volume >= 0.1 A^3; and SMACT, CDVAE), relaxed,
+  E_hull known;
+- ``unparsed``, ``invalid``, ``relax_failed`` (exploded, timed out or errored): bad generations, always rejected;
+- ``unlabelled``: relaxed, but E_hull unknown (the hull lacks an element, ...): never paired, counted.
+
+``is_novel`` is the novelty of a *stable* sample under the S.U.N. protocol (its relaxed structure's class matches
+no training structure); None for the others and without a training reference. ``spacegroup`` is the relaxed
+structure's (spglib, symprec 0.1).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..io import JsonlWriter, read_jsonl
+from ..evaluation.outcome import Outcome, OutcomeSettings, finite, read_outcomes
+from ..io import dumps
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +53,57 @@ class Label:
     def to_record(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_outcome(cls, outcome: Outcome, prompt: str | None = None) -> Label:
+        status = outcome.status
+        if status == "not_relaxed":
+            status = "unlabelled"
+        return cls(
+            sample_id=outcome.sample_id,
+            prompt=outcome.prompt if prompt is None else prompt,
+            text=outcome.text,
+            status=status,
+            reason=outcome.reason,
+            e_hull=outcome.e_hull if finite(outcome.e_hull) else None,
+            energy_per_atom=outcome.energy_per_atom,
+            is_novel=outcome.sun_novel if outcome.is_stable else None,
+            spacegroup=outcome.relaxed_spacegroup,
+            requested_spacegroup=outcome.requested_spacegroup,
+        )
 
-def _requested_spacegroup(record: dict) -> int | None:
-    conditions = record.get("conditions") or {}
-    if isinstance(conditions, str):
-        conditions = json.loads(conditions or "{}")
-    value = conditions.get("spacegroup")
-    return int(value) if value not in (None, "") else None
+
+def samples_from_records(records: list[dict], source: str = "samples"):
+    """:class:`plaid.evaluation.samples.Sample` objects for sample records, ids assigned as ``plaid evaluate``
+    does (``sample_id``, else the record's position); every record needs a ``prompt`` (pairs are per prompt)."""
+    from ..evaluation.samples import _check_unique_ids, _sample_from_record
+
+    missing = [i for i, r in enumerate(records) if not isinstance(r.get("prompt"), str)]
+    if missing:
+        raise ValueError(f"{source}: {len(missing)} record(s) have no 'prompt' (first: line {missing[0] + 1}); "
+                         "preference pairs are made within a prompt")
+    samples = [_sample_from_record(r, i) for i, r in enumerate(records)]
+    _check_unique_ids(samples, source)
+    return samples
+
+
+def label_outcomes(records: list[dict], out_dir, *, relaxer, hull, reference: dict | None = None,
+                   reference_sha256: str | None = None, settings: OutcomeSettings | None = None,
+                   progress: bool = True, source: str = "samples", batched: bool = True) -> list[Outcome]:
+    """Outcomes of sample records (``plaid sample`` JSONL rows) with ``relaxer`` and ``hull``; cached in ``out_dir``."""
+    from ..evaluation.compute import compute_outcomes, records_sha256
+    from ..evaluation.outcome import write_outcomes
+    from ..evaluation.sample_checks import default_check_cfg
+
+    settings = settings or OutcomeSettings()
+    samples = samples_from_records(records, source)
+    sha = records_sha256(records)
+    outcomes, _, info = compute_outcomes(
+        samples, out_dir, settings, check_cfg=default_check_cfg(), inputs_sha256=sha, reference=reference,
+        reference_sha256=reference_sha256 if reference is not None else None, relaxer=relaxer, hull=hull,
+        progress=progress, batched=batched,
+    )
+    write_outcomes(out_dir, outcomes, settings, {"energies": info["energies"], "samples_sha256": sha})
+    return outcomes
 
 
 def label_samples(
@@ -63,132 +113,49 @@ def label_samples(
     relaxer,
     hull,
     reference: dict | None = None,
+    reference_sha256: str | None = None,
+    settings: OutcomeSettings | None = None,
     progress: bool = True,
+    source: str = "samples",
     batched: bool = True,
 ) -> list[Label]:
-    """Label every sample record (``plaid sample`` JSONL rows) in input order; resumable through ``out_dir``.
+    """Label every sample record in input order; resumable through ``out_dir`` (``labels.jsonl`` is rewritten).
 
     ``relaxer``: a ``plaid.relax.Relaxer``; ``hull``: a ``plaid.hull.ReferenceHull``; ``reference``: the training
-    set reduced by ``plaid.evaluation.matching.reduce_reference`` for novelty (None: novelty not computed)."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    set reduced by ``plaid.evaluation.matching.reduce_reference`` (novelty and S.U.N.; None: not computed)."""
+    out = Path(out_dir)
+    outcomes = label_outcomes(records, out, relaxer=relaxer, hull=hull, reference=reference,
+                              reference_sha256=reference_sha256, settings=settings, progress=progress, source=source,
+                              batched=batched)
+    labels = [Label.from_outcome(o) for o in outcomes]
+    write_labels(out, labels)
+    return labels
 
-    from ..evaluation.samples import structure_from_record
-    from ..evaluation.validity import structural_validity
 
+def write_labels(out_dir: str | Path, labels: list[Label]) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    writer = JsonlWriter(out / "labels.jsonl", key="sample_id")
-    labels: dict[str, Label] = {r["sample_id"]: Label(**r) for r in writer.records}
-    try:
-        to_relax, structures = [], []
-        for rec in records:
-            sid = str(rec["sample_id"])
-            if sid in labels:
-                continue
-            base = dict(sample_id=sid, prompt=rec["prompt"], text=rec.get("text"),
-                        requested_spacegroup=_requested_spacegroup(rec))
-            if not rec.get("parsed") or not rec.get("cif"):
-                labels[sid] = Label(**base, status="unparsed", reason=rec.get("error") or "not parsed")
-                writer.write(labels[sid].to_record())
-                continue
-            structure, error = structure_from_record(rec)
-            if structure is None:
-                labels[sid] = Label(**base, status="unparsed", reason=error)
-                writer.write(labels[sid].to_record())
-                continue
-            valid, why = structural_validity(structure)
-            if not valid:
-                labels[sid] = Label(**base, status="invalid", reason=f"structurally invalid (CDVAE): {why}")
-                writer.write(labels[sid].to_record())
-                continue
-            to_relax.append(base)
-            structures.append(structure)
-
-        if to_relax:
-            results = relaxer.relax(structures, ids=[b["sample_id"] for b in to_relax],
-                                    out_path=out / "relax.jsonl", progress=progress, batched=batched)
-            for base, result in zip(to_relax, results):
-                sid = base["sample_id"]
-                if result.status not in ("converged", "max_steps") or result.structure is None:
-                    labels[sid] = Label(**base, status="relax_failed", reason=f"{result.status}: {result.reason}")
-                else:
-                    e_hull, reason = hull.e_above_hull(result.structure, result.energy_per_atom,
-                                                       relaxer_name=relaxer.name)
-                    try:
-                        sg = SpacegroupAnalyzer(result.structure, symprec=0.1).get_space_group_number()
-                    except Exception:  # noqa: BLE001
-                        sg = None
-                    known = e_hull is not None and math.isfinite(e_hull)
-                    labels[sid] = Label(
-                        **base,
-                        status="ok" if known else "unlabelled",
-                        reason=reason if not known else (reason or ("max_steps" if result.status == "max_steps" else None)),
-                        e_hull=float(e_hull) if known else None,
-                        energy_per_atom=float(result.energy_per_atom),
-                        spacegroup=sg,
-                    )
-                writer.write(labels[sid].to_record())
-    finally:
-        writer.close()
-
-    if reference is not None:
-        _add_novelty(labels, records, out, reference)
-    return [labels[str(r["sample_id"])] for r in records]
+    tmp = out / "labels.jsonl.tmp"
+    tmp.write_text("".join(dumps(lab.to_record()) + "\n" for lab in labels), encoding="utf-8")
+    tmp.replace(out / "labels.jsonl")
 
 
-def _add_novelty(labels: dict[str, Label], records: list[dict], out: Path, reference: dict) -> None:
-    """Novelty vs the training set (StructureMatcher 0.2/0.3/5 through plaid.evaluation), for relaxed samples."""
-    from ..evaluation.matching import uniqueness_and_novelty
-    from ..relax import RelaxResult
+def labels_from_evaluation(records: list[dict], eval_dir: str | Path,
+                           stable_threshold: float | None = None, source: str = "samples") -> list[Label]:
+    """Labels from the ``outcomes.jsonl`` of a ``plaid evaluate`` output directory (same samples file).
 
-    relaxed = {r["id"]: RelaxResult.from_record(r) for r in read_jsonl(out / "relax.jsonl")}
-    ids = [sid for sid, lab in labels.items() if lab.status == "ok" and lab.is_novel is None]
-    if not ids:
-        return
-    structures = [relaxed[sid].structure if sid in relaxed else None for sid in ids]
-    result = uniqueness_and_novelty(structures, ids=ids, reference=reference, out_path=out / "novelty.jsonl")
-    for sid in ids:
-        labels[sid].is_novel = result[sid]["is_novel"]
-    with open(out / "labels.jsonl", "w", encoding="utf-8") as fh:  # rewrite once with novelty filled in
-        from ..io import dumps
-
-        for rec in records:
-            lab = labels.get(str(rec["sample_id"]))
-            if lab is not None:
-                fh.write(dumps(lab.to_record()) + "\n")
-
-
-def labels_from_evaluation(records: list[dict], eval_dir: str | Path) -> list[Label]:
-    """Labels from a ``plaid evaluate`` output directory (``structures.csv``: one row per sample in input order)."""
-    import pandas as pd
-
-    table = pd.read_csv(Path(eval_dir) / "structures.csv")
-    if len(table) != len(records):
-        raise ValueError(
-            f"{eval_dir}/structures.csv has {len(table)} rows but the samples file has {len(records)}: "
-            "evaluate the same samples file"
-        )
-    labels = []
-    for rec, row in zip(records, table.to_dict("records")):
-        base = dict(sample_id=str(rec["sample_id"]), prompt=rec["prompt"], text=rec.get("text"),
-                    requested_spacegroup=_requested_spacegroup(rec))
-        e_hull = row.get("e_hull")
-        e_hull = None if e_hull is None or (isinstance(e_hull, float) and math.isnan(e_hull)) else float(e_hull)
-        if not rec.get("parsed") or not rec.get("cif"):
-            labels.append(Label(**base, status="unparsed", reason=rec.get("error") or "not parsed"))
-        elif not bool(row.get("struct_valid", True)):
-            labels.append(Label(**base, status="invalid", reason="structurally invalid"))
-        elif not bool(row.get("valid", True)):  # plaid evaluate relaxes only valid (structural + SMACT) samples
-            labels.append(Label(**base, status="invalid", reason="compositionally invalid (SMACT)"))
-        elif e_hull is None:
-            status = str(row.get("relax_status") or "")
-            failed = status and status not in ("converged", "max_steps", "nan")
-            labels.append(Label(**base, status="relax_failed" if failed else "unlabelled",
-                                reason=str(row.get("e_hull_reason") or row.get("relax_reason") or "no e_hull")))
-        else:
-            novel = row.get("is_novel")
-            labels.append(Label(**base, status="ok", e_hull=e_hull,
-                                is_novel=None if novel is None or novel != novel else bool(novel),
-                                spacegroup=int(row["spacegroup"]) if row.get("spacegroup") == row.get("spacegroup")
-                                and row.get("spacegroup") not in (None, "") else None))
-    return labels
+    ``stable_threshold``: the threshold the caller pairs with; it must be the one the evaluation used (the
+    novelty of stable samples depends on it)."""
+    outcomes, meta = read_outcomes(eval_dir)
+    samples = samples_from_records(records, source)
+    if len(outcomes) != len(samples):
+        raise ValueError(f"{eval_dir}/outcomes.jsonl has {len(outcomes)} samples but the samples file has "
+                         f"{len(samples)}: evaluate the same samples file")
+    ids = [str(s.sample_id) for s in samples]
+    if [o.sample_id for o in outcomes] != ids:
+        raise ValueError(f"{eval_dir}: its samples are not those of the samples file (sample ids differ)")
+    used = (meta.get("settings") or {}).get("stable_threshold")
+    if stable_threshold is not None and used is not None and float(used) != float(stable_threshold):
+        raise ValueError(f"{eval_dir} was evaluated with stable threshold {used} eV/atom, pairs asked for "
+                         f"{stable_threshold}: re-evaluate with --stable-threshold {stable_threshold}")
+    return [Label.from_outcome(o, prompt=s.prompt) for o, s in zip(outcomes, samples)]

@@ -20,6 +20,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from ..evaluation.outcome import is_metastable, is_stable
 from .labels import BAD_STATUSES, Label
 
 MODES = ("basic", "tiered", "spacegroup")
@@ -37,9 +38,9 @@ def tier(label: Label, threshold: float = 0.08, stable_threshold: float = 0.0, u
     if label.status != "ok":
         return None
     e = label.e_hull_value
-    if e <= stable_threshold:
+    if is_stable(e, stable_threshold):
         return 0 if (use_novelty and label.is_novel) else 1
-    return 2 if e < threshold else 3
+    return 2 if is_metastable(e, threshold) else 3
 
 
 def _is_accepted(label: Label, mode: str, threshold: float) -> bool | None:
@@ -47,7 +48,7 @@ def _is_accepted(label: Label, mode: str, threshold: float) -> bool | None:
         return False
     if label.status != "ok":
         return None
-    accepted = label.e_hull_value < threshold
+    accepted = is_metastable(label.e_hull_value, threshold)
     if mode == "spacegroup":
         accepted = accepted and label.spacegroup == label.requested_spacegroup
     return accepted

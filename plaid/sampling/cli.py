@@ -146,6 +146,10 @@ def run(args) -> int:
             grammar_options={"max_atoms": args.max_atoms},
             zscan_valid=args.zscan_valid,
         )
+        if args.constrained and args.backend == "vllm":
+            from .generate import check_vllm_constrained
+
+            check_vllm_constrained()
         Sampler(None, config).check(requests)  # every request error before the model is even loaded
     except (RequestError, ValueError) as exc:
         print(f"plaid sample: error: {exc}", file=sys.stderr)

@@ -167,6 +167,37 @@ class HFBackend:
         return results
 
 
+def _vllm_version() -> str | None:
+    """The installed vLLM version, read from the package metadata (nothing is imported); None if absent."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vllm")
+    except PackageNotFoundError:
+        return None
+
+
+def check_vllm_constrained() -> None:
+    """Raise ValueError unless the installed vLLM accepts per-request logits processors (grammar constraints).
+
+    vLLM < 0.8 does; 0.8 and 0.9 only on the V0 engine (``VLLM_USE_V1=0``); the V1 engine (default from 0.8,
+    the only one from 0.10) rejects them when generating. Called before any model is loaded."""
+    import os
+
+    from packaging.version import Version
+
+    found = _vllm_version()
+    if found is None:
+        raise ValueError("the vllm backend needs vLLM: pip install 'plaid[vllm]' (or use --backend hf)")
+    v = Version(found)
+    if v < Version("0.8") or (v < Version("0.10") and os.environ.get("VLLM_USE_V1") == "0"):
+        return
+    raise ValueError(
+        f"--constrained with --backend vllm needs per-request logits processors, which vLLM {found} (V1 engine) "
+        "rejects: use --backend hf for constrained decoding, or install vllm<0.8 (0.8/0.9 work with VLLM_USE_V1=0)"
+    )
+
+
 class VLLMBackend:
     """vLLM engine (``pip install plaid[vllm]``): a LoRA adapter is served without merging, with
     ``max_lora_rank`` read from its adapter_config.json."""
@@ -219,6 +250,8 @@ class VLLMBackend:
             if grammars is not None:
                 from .constrained import TokenTrie, VLLMGrammarProcessor
 
+                if i == 0:
+                    check_vllm_constrained()
                 if self._trie is None:
                     self._trie = TokenTrie(self.tokenizer)
                 kwargs["logits_processors"] = [

@@ -1,28 +1,9 @@
-"""MLIP relaxation of crystal structures: CHGNet and M3GNet (matgl), batched FIRE with Frechet cell filter.
+"""Batched relaxation engine: a vectorised FIRE with the Frechet cell filter, and the sequential ASE reference.
 
-``get_relaxer("chgnet")`` returns a :class:`Relaxer`. ``Relaxer.relax(structures)`` runs a *batched* relaxation:
-all structures in flight go through one model forward on a batched graph per step, and a vectorised FIRE
-(the same update rule, defaults and convergence test as ``ase.optimize.FIRE``) moves positions and cell together
-with the semantics of ``ase.filters.FrechetCellFilter``: the cell degrees of freedom are the matrix logarithm of
-the deformation gradient times ``exp_cell_factor`` (= number of atoms), the cell "forces" come from the model's
-stress through the Frechet derivative of the matrix exponential, and a structure is converged when the largest
-row norm of the (N + 3, 3) generalised force array is below ``fmax`` (eV/A). Converged structures leave the batch
-and waiting ones enter. ``Relaxer.relax(..., batched=False)`` / :func:`relax_sequential_ase` runs the reference:
-ASE FIRE + FrechetCellFilter with the model's own ASE calculator, one structure at a time.
-
-A structure never crashes the batch: non-finite energy/forces/stress, volume blow-up or collapse
-(``max_volume_ratio``), atoms without any neighbour inside the model cutoff, a relaxed structure with two atoms
-closer than ``min_distance`` (0.5 A, an MLIP energy hole) ("exploded"), the per-structure step
-cap ("max_steps", energy kept), the per-structure wall-clock timeout ("timeout") and any other exception
-("error") are recorded per structure with a reason. With ``out_path`` each result is appended to a JSONL file
-(:class:`plaid.io.JsonlWriter`, key ``id``) as soon as it finishes; a re-run skips finished ids.
-"""
+See :mod:`plaid.relax` for the algorithm and the per-structure failure records."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import logging
 import math
 import time
@@ -33,240 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from .models import Prediction, load_model
+from .results import FAILED_STATUSES, RelaxResult, StructureExploded
+
 logger = logging.getLogger(__name__)
-
-STATUSES = ("converged", "max_steps", "exploded", "timeout", "error")
-FAILED_STATUSES = ("exploded", "timeout", "error")
 FILTERS = ("frechet", "none")
-EV_A3_PER_GPA = 1.0 / 160.21766208  # ase.units.GPa
-
-# Whether a relaxer's energies are already on the Materials Project 2020 correction scale (so no MP2020
-# correction may be added on top): CHGNet is trained on MPtrj energies *with* MP2020 corrections;
-# M3GNet-MP-2021.2.8 is trained on raw MP GGA/GGA+U energies.
-MP2020_COMPATIBLE = {"chgnet": True, "m3gnet": False}
-DEFAULT_M3GNET = "M3GNet-MP-2021.2.8-PES"
-
-
-class StructureExploded(Exception):
-    """The structure left the physical regime of the model (isolated atoms, non-finite outputs, volume blow-up)."""
-
-
-@dataclass
-class RelaxResult:
-    """Outcome of relaxing one structure. ``energy_per_atom`` (eV/atom) is NaN for failed structures."""
-
-    id: str
-    status: str
-    reason: str | None = None
-    energy_per_atom: float = math.nan
-    structure: Any = None  # relaxed pymatgen Structure, None when failed
-    n_steps: int = 0
-    initial_energy_per_atom: float = math.nan
-    wall_time_s: float = 0.0
-
-    @property
-    def failed(self) -> bool:
-        return self.status in FAILED_STATUSES
-
-    def to_record(self) -> dict:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "reason": self.reason,
-            "energy_per_atom": self.energy_per_atom,
-            "initial_energy_per_atom": self.initial_energy_per_atom,
-            "n_steps": self.n_steps,
-            "wall_time_s": self.wall_time_s,
-            "structure": None if self.structure is None else self.structure.as_dict(),
-        }
-
-    @classmethod
-    def from_record(cls, record: dict) -> RelaxResult:
-        from pymatgen.core import Structure
-
-        def num(value):
-            return math.nan if value is None else float(value)
-
-        structure = record.get("structure")
-        return cls(
-            id=record["id"],
-            status=record["status"],
-            reason=record.get("reason"),
-            energy_per_atom=num(record.get("energy_per_atom")),
-            structure=None if structure is None else Structure.from_dict(structure),
-            n_steps=int(record.get("n_steps") or 0),
-            initial_energy_per_atom=num(record.get("initial_energy_per_atom")),
-            wall_time_s=float(record.get("wall_time_s") or 0.0),
-        )
-
-
-# ----------------------------------------------------------------------------------------------- model adapters
-
-
-@dataclass
-class Prediction:
-    """One structure's model output: energy (eV/atom), forces (eV/A), stress (eV/A^3, ASE sign convention)."""
-
-    energy_per_atom: float
-    forces: np.ndarray
-    stress: np.ndarray
-
-
-class CHGNetModel:
-    """CHGNet through ``CHGNet.forward`` on a list of CrystalGraphs (one batched graph per call)."""
-
-    name = "chgnet"
-    mp2020_compatible = MP2020_COMPATIBLE["chgnet"]
-
-    def __init__(self, model_path: str | Path | None = None, device: str = "cpu"):
-        from chgnet.model import CHGNet
-
-        if model_path is None:
-            self.model = CHGNet.load(verbose=False, use_device=device)
-            self.version = f"CHGNet {self.model.version}"
-        else:
-            self.model = CHGNet.from_file(str(model_path)).to(device)
-            self.version = f"CHGNet {self.model.version or Path(model_path).name}"
-        self.model.eval()
-        self.model.graph_converter.set_isolated_atom_response("error")
-        self.device = device
-        self.cutoff = float(self.model.graph_converter.atom_graph_cutoff)
-
-    def graph(self, structure):
-        try:
-            return self.model.graph_converter(structure).to(self.device)
-        except ValueError as exc:
-            if "isolated atom" in str(exc):
-                raise StructureExploded(f"isolated atom(s): no neighbour within the {self.cutoff:g} A cutoff") from exc
-            raise
-
-    def predict(self, graphs: list) -> list[Prediction]:
-        try:
-            return self._predict_one_backward(graphs)
-        except (AttributeError, TypeError, KeyError):  # chgnet internals changed: use the public forward
-            return self._predict_forward(graphs)
-
-    def _predict_one_backward(self, graphs: list) -> list[Prediction]:
-        """Energy from CHGNet's own ``_compute``, forces and stress from ONE backward pass without
-        ``create_graph`` (``CHGNet.forward`` runs two create_graph backwards, meant for training): same values,
-        about half the time."""
-        import torch
-        from chgnet.model.model import BatchedGraph
-
-        m = self.model
-        with torch.enable_grad():
-            bg = BatchedGraph.from_graphs(graphs, bond_basis_expansion=m.bond_basis_expansion,
-                                          angle_basis_expansion=m.angle_basis_expansion, compute_stress=True)
-            out = m._compute(bg, compute_force=False, compute_stress=False)
-            counts = out["atoms_per_graph"]
-            total = out["e"] * counts if m.is_intensive else out["e"]
-            grads = torch.autograd.grad(total.sum(), [*bg.atom_positions, *bg.strains])
-        comp = 0.0 if m.composition_model is None else m.composition_model(graphs).detach()
-        energy = (out["e"].detach() + comp) if m.is_intensive else (out["e"].detach() + comp) / counts
-        energies = energy.cpu().double().numpy()
-        n = len(graphs)
-        volumes = bg.volumes.detach().cpu().double().numpy()
-        return [
-            Prediction(float(energies[i]), -grads[i].detach().cpu().double().numpy(),
-                       grads[n + i].detach().cpu().double().numpy() / volumes[i])
-            for i in range(n)
-        ]
-
-    def _predict_forward(self, graphs: list) -> list[Prediction]:
-        import torch
-
-        with torch.enable_grad():
-            out = self.model(graphs, task="efs")
-        counts = out["atoms_per_graph"].tolist()
-        energies = out["e"].detach().cpu().numpy()
-        if not self.model.is_intensive:
-            energies = energies / np.asarray(counts)
-        return [
-            Prediction(
-                float(energies[i]),
-                out["f"][i].detach().cpu().double().numpy(),
-                out["s"][i].detach().cpu().double().numpy() * EV_A3_PER_GPA,
-            )
-            for i in range(len(graphs))
-        ]
-
-    def calculator(self):
-        from chgnet.model.dynamics import CHGNetCalculator
-
-        with contextlib.redirect_stdout(io.StringIO()):
-            return CHGNetCalculator(model=self.model, use_device=self.device, on_isolated_atoms="error")
-
-
-class M3GNetModel:
-    """M3GNet through matgl's ``Potential`` on a PyG ``Batch`` of graphs (one forward per call)."""
-
-    name = "m3gnet"
-    mp2020_compatible = MP2020_COMPATIBLE["m3gnet"]
-
-    def __init__(self, model_path: str | Path | None = None, device: str = "cpu"):
-        import matgl
-        from matgl.ext.pymatgen import Structure2Graph
-
-        if model_path is None:
-            from plaid.paths import models_dir
-
-            shared = models_dir()
-            model_path = shared / DEFAULT_M3GNET if shared and (shared / DEFAULT_M3GNET).is_dir() else DEFAULT_M3GNET
-        self.potential = matgl.load_model(model_path)
-        self.potential.eval()
-        self.potential.to(device)
-        self.device = device
-        self.version = Path(str(model_path)).name
-        model = self.potential.model
-        self.cutoff = float(model.cutoff)
-        self.converter = Structure2Graph(element_types=model.element_types, cutoff=model.cutoff)
-
-    def graph(self, structure):
-        import torch
-
-        g, lat, state = self.converter.get_graph(structure)
-        degree = torch.bincount(g.edge_index[0], minlength=len(structure))
-        if bool((degree == 0).any()):
-            raise StructureExploded(f"isolated atom(s): no neighbour within the {self.cutoff:g} A cutoff")
-        return g, lat.reshape(1, 3, 3), torch.as_tensor(np.asarray(state))
-
-    def predict(self, graphs: list) -> list[Prediction]:
-        import torch
-        from torch_geometric.data import Batch
-
-        batch = Batch.from_data_list([g for g, _, _ in graphs]).to(self.device)
-        lat = torch.cat([lat for _, lat, _ in graphs]).to(self.device)
-        state = torch.stack([s for _, _, s in graphs]).to(self.device)
-        energies, forces, stresses = self.potential(batch, lat, state)[:3]
-        counts = torch.bincount(batch.batch, minlength=len(graphs)).tolist()
-        energies = energies.detach().cpu().double().numpy().reshape(-1)
-        forces = torch.split(forces.detach().cpu().double(), counts)
-        stresses = stresses.detach().cpu().double().reshape(-1, 3, 3).numpy()
-        return [
-            Prediction(float(energies[i] / counts[i]), forces[i].numpy(), stresses[i] * EV_A3_PER_GPA)
-            for i in range(len(graphs))
-        ]
-
-    def calculator(self):
-        from matgl.ext.ase import PESCalculator
-
-        return PESCalculator(self.potential, stress_unit="eV/A3")
-
-
-_MODELS: dict[tuple, Any] = {}
-
-
-def load_model(name: str, model_path: str | Path | None = None, device: str = "cpu"):
-    """Load (once per process) the adapter for ``name`` ("chgnet" or "m3gnet")."""
-    key = (name, str(model_path) if model_path else None, device)
-    if key not in _MODELS:
-        if name == "chgnet":
-            _MODELS[key] = CHGNetModel(model_path, device)
-        elif name == "m3gnet":
-            _MODELS[key] = M3GNetModel(model_path, device)
-        else:
-            raise ValueError(f"unknown relaxer {name!r}; choose chgnet or m3gnet")
-    return _MODELS[key]
 
 
 # ------------------------------------------------------------------------------------------------------- FIRE
@@ -444,6 +196,11 @@ class Relaxer:
     def name(self) -> str:
         return self.model.name
 
+    @property
+    def energy_scale(self) -> str | None:
+        """The scale the energy model declares ("mp2020" or "mp_raw"; None: undeclared, no E_hull)."""
+        return getattr(self.model, "energy_scale", None)
+
     def describe(self) -> dict:
         return {
             "name": self.model.name,
@@ -457,7 +214,7 @@ class Relaxer:
             "timeout_s": self.timeout_s,
             "max_volume_ratio": self.max_volume_ratio,
             "min_distance": self.min_distance,
-            "energies_mp2020_compatible": self.model.mp2020_compatible,
+            "energy_scale": self.energy_scale,
         }
 
     # ---------------------------------------------------------------- public entry point
@@ -481,19 +238,16 @@ class Relaxer:
         if len(set(ids)) != len(ids):
             raise ValueError("ids must be unique")
         results: dict[str, RelaxResult] = {}
+        settings = self.settings()
+        if out_path is not None:
+            _drop_other_settings(Path(out_path), settings)
         writer = JsonlWriter(out_path, key="id") if out_path is not None else None
         try:
-            settings = self._settings()
             if writer is not None:
-                wanted, mismatched = set(ids), 0
+                wanted = set(ids)
                 for record in writer.records:
                     if record.get("id") in wanted:
                         results[record["id"]] = RelaxResult.from_record(record)
-                        mismatched += record.get("settings", settings) != settings
-                if mismatched:
-                    logger.warning("%s: %d finished results were made with other relaxer settings than %s; they are "
-                                   "reused as they are (use a new out_path to redo them)", out_path, mismatched,
-                                   settings)
             todo = [(i, ids[i], structures[i]) for i in range(len(ids)) if ids[i] not in results]
             bar = tqdm(total=len(todo), desc=f"relax {self.name}", disable=not progress, unit="struct")
             runner = self._run_batched if batched else self._run_sequential
@@ -508,7 +262,7 @@ class Relaxer:
                 writer.close()
         return [results[i] for i in ids]
 
-    def _settings(self) -> dict:
+    def settings(self) -> dict:
         """What makes two results comparable; stored with each JSONL record."""
         return {"name": self.model.name, "model_version": self.model.version, "fmax": self.fmax,
                 "max_steps": self.max_steps, "filter": self.filter}
@@ -695,6 +449,23 @@ class Relaxer:
             return fail("error", f"{type(exc).__name__}: {exc} (step {steps})")
 
 
+def _drop_other_settings(path: Path, settings: dict) -> None:
+    """Remove from ``path`` the results made with other relaxer settings (or none recorded): they are redone."""
+    from plaid.io import dumps, read_jsonl
+
+    if not path.exists():
+        return
+    records = read_jsonl(path)
+    keep = [r for r in records if r.get("settings") == settings]
+    if len(keep) == len(records):
+        return
+    logger.warning("%s: %d results were made with other relaxer settings than %s; they are relaxed again",
+                   path, len(records) - len(keep), settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(dumps(r) + "\n" for r in keep), encoding="utf-8")
+    tmp.replace(path)
+
+
 def get_relaxer(
     name: str,
     model_path: str | Path | None = None,
@@ -704,11 +475,12 @@ def get_relaxer(
     batch_size: int = 32,
     timeout_s: float | None = None,
     device: str = "cpu",
+    energy_scale: str | None = None,
     **kwargs,
 ) -> Relaxer:
     """A :class:`Relaxer` for "chgnet" (weights shipped with the chgnet package) or "m3gnet" (matgl; weights from
     ``model_path``, else ``$PLAID_DATA_DIR/../models/M3GNet-MP-2021.2.8-PES``, else matgl's cache)."""
-    model = load_model(name.lower(), model_path, device)
+    model = load_model(name.lower(), model_path, device, energy_scale=energy_scale)
     return Relaxer(model, fmax=fmax, max_steps=max_steps, filter=filter, batch_size=batch_size,
                    timeout_s=timeout_s, **kwargs)
 
@@ -722,83 +494,3 @@ def relax_sequential_ase(structures: Sequence, relaxer: Relaxer | str = "chgnet"
 
 
 # -------------------------------------------------------------------------------------------------------- CLI
-
-
-def _read_inputs(path: Path) -> tuple[list, list[str], list[tuple[str, str]]]:
-    """Structures and ids from a CSV with a ``cif`` column, a JSONL with ``cif``, or a directory of .cif files.
-    Unparseable rows come back separately as (id, reason)."""
-    from pymatgen.core import Structure
-
-    rows: list[tuple[str, str]] = []
-    if path.is_dir():
-        rows = [(p.stem, p.read_text()) for p in sorted(path.glob("*.cif"))]
-    elif path.suffix == ".jsonl":
-        from plaid.io import read_jsonl
-
-        for i, rec in enumerate(read_jsonl(path)):
-            rows.append((str(rec.get("sample_id", rec.get("id", rec.get("material_id", i)))), rec.get("cif") or ""))
-    else:
-        import pandas as pd
-
-        df = pd.read_csv(path)
-        id_col = next((c for c in ("sample_id", "id", "material_id") if c in df.columns), None)
-        ids = df[id_col].astype(str) if id_col else df.index.astype(str)
-        rows = list(zip(ids, df["cif"].fillna("")))
-    structures, ids, bad = [], [], []
-    for sid, cif in rows:
-        try:
-            structures.append(Structure.from_str(cif, fmt="cif"))
-            ids.append(sid)
-        except Exception as exc:  # noqa: BLE001 - recorded, not fatal
-            bad.append((sid, f"unparseable CIF: {type(exc).__name__}: {exc}"))
-    return structures, ids, bad
-
-
-def _cli(args) -> int:
-    import csv
-    from collections import Counter
-
-    structures, ids, bad = _read_inputs(Path(args.input))
-    relaxer = get_relaxer(args.relaxer, model_path=args.model_path, fmax=args.fmax, max_steps=args.max_steps,
-                          filter=args.filter, batch_size=args.batch_size, timeout_s=args.timeout, device=args.device)
-    results = relaxer.relax(structures, ids=ids, out_path=args.out, progress=not args.no_progress)
-    results += [RelaxResult(id=sid, status="error", reason=reason) for sid, reason in bad]
-    print(json.dumps(relaxer.describe()))
-    print("statuses:", dict(Counter(r.status for r in results)), f"({len(results)} inputs)")
-    if args.hull or args.reference_csv:
-        from plaid.hull import load_hull
-
-        hull = load_hull(args.hull, reference_csv=args.reference_csv)
-        out = Path(args.out).with_suffix(".ehull.csv")
-        with open(out, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["id", "status", "energy_per_atom", "e_hull", "reason"])
-            for r in results:
-                e, reason = (math.nan, f"relaxation {r.status}: {r.reason}") if r.failed else \
-                    hull.e_above_hull(r.structure, r.energy_per_atom, relaxer.name)
-                writer.writerow([r.id, r.status, r.energy_per_atom, e, reason or ""])
-        print(json.dumps(hull.describe()))
-        print(f"E_hull per structure: {out}")
-    return 0
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "relax", help="relax structures with CHGNet/M3GNet (batched FIRE + cell filter), optional E_hull",
-        description="Relax the structures of INPUT (CSV with a cif column, JSONL with cif, or a directory of "
-                    ".cif files); results go to OUT (JSONL, resumable). With --hull/--reference-csv, also writes "
-                    "OUT.ehull.csv with the energy above hull.")
-    p.add_argument("input")
-    p.add_argument("--out", required=True, help="JSONL of per-structure results (re-run resumes)")
-    p.add_argument("--relaxer", default="chgnet", choices=["chgnet", "m3gnet"])
-    p.add_argument("--model-path", default=None)
-    p.add_argument("--fmax", type=float, default=0.1, help="eV/A (default 0.1)")
-    p.add_argument("--max-steps", type=int, default=500)
-    p.add_argument("--filter", default="frechet", choices=list(FILTERS))
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--timeout", type=float, default=None, help="seconds per structure")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--hull", default=None, help="2023-02-07-ppd-mp.pkl.gz or MP entries .json.gz")
-    p.add_argument("--reference-csv", default=None, help="offline hull from formation energies (+ MP elemental refs)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_cli)
