@@ -71,6 +71,29 @@ class CharGrammar:
                 return None
         return state
 
+    def random_text(self, rng, budget: int, end_probability: float = 0.3) -> str:
+        """A uniformly-stepped random walk through the grammar (no model): at each step, end with
+        ``end_probability`` where the text may end, else a random acceptable character whose completion fits the
+        remaining ``budget``. Raises RuntimeError at a dead end (a state with no acceptable character that cannot
+        end), which the grammar's construction rules out."""
+        state, text = self.initial(), []
+        while True:
+            budget -= 1
+            if self.can_end(state) and rng.random() < end_probability:
+                return "".join(text)
+            chars = sorted(self.next_chars(state))
+            rng.shuffle(chars)
+            for ch in chars:
+                nxt = self.step(state, ch)
+                if nxt is not None and nxt.u <= budget:
+                    break
+            else:
+                if self.can_end(state):
+                    return "".join(text)
+                raise RuntimeError(f"dead end after {''.join(text)!r}")
+            state = nxt
+            text.append(ch)
+
     def check_feasible(self) -> None:
         """Raise ValueError if no text satisfies the grammar's conditions."""
         self.initial()

@@ -14,9 +14,10 @@ rest of the lattice always has a completion on the text's grid (no dead ends):
   hexagonal axes) every distance grows with each length, so a placement whose atoms are ``sep`` apart in a
   reference cell of shape ``s`` is valid in every cell with lengths >= (min_distance / sep) s: each of a few
   placements (reference shapes) gives such a box of minimum lengths, and a length is allowed when it fits a box
-  the lengths before it fit (a union of intervals). Monoclinic and triclinic cells use the smallest singular value
-  of the lattice matrix instead: at least ``min_sv``, so points ``delta`` apart in fractional coordinates are
-  ``min_sv * delta`` apart.
+  the lengths before it fit (a union of intervals). Where angles are free the box's first entry is instead a
+  bound on the smallest singular value ``sv`` of the lattice (triclinic: the whole matrix; monoclinic: the a-c
+  net, b being normal to it), enforced through the angles; points ``delta`` apart in fractional coordinates are
+  then ``sv * delta`` apart.
 
 Free angles are read with the witness "all later free angles are 90": each angle's interval is convex and contains
 90 degrees, a grid point, so the last angle always has a value. For an orthogonal-axes system (cubic, tetragonal,
@@ -93,7 +94,6 @@ class LatticePlan:
     length_decimals: int
     angle_decimals: int
     boxes: tuple[tuple[float, float, float], ...] = ((0.0, 0.0, 0.0),)  # minimum lengths, one per placement
-    min_sv: float = 0.0
 
     # ---------------------------------------------------------------------------------------- structure
     @property
@@ -189,20 +189,31 @@ class LatticePlan:
         )
 
     def angle_interval(self, lengths: tuple[float, ...], done: tuple[float, ...]) -> tuple[float, float]:
-        """Interval of angle number ``len(done)`` (alpha, beta, gamma) given the lengths and earlier angles."""
+        """Interval of angle number ``len(done)`` (alpha, beta, gamma) given the lengths and earlier angles: the
+        union over the boxes the lengths fit (each contains 90 degrees, so the union is an interval)."""
+        los, his = [], []
+        for v in self.alive(lengths):
+            lo, hi = self._angle_interval(lengths, done, self.boxes[v][0])
+            if lo <= hi:
+                los.append(lo)
+                his.append(hi)
+        return (min(los), max(his)) if los else (1.0, 0.0)
+
+    def _angle_interval(self, lengths, done, sv: float) -> tuple[float, float]:
         k = len(done)
         plo = self.volume_per_atom[0] * self.n_atoms * (1 + MARGIN)
         tau = max(CELL_FACTOR_MIN, (plo / math.prod(lengths)) ** 2)
         cos_done = [math.cos(math.radians(x)) for x in done]
         lo_c, hi_c = _cos_interval(tuple(cos_done), tau)
-        if self.min_sv > 0:
-            sv2 = self.min_sv**2
+        if sv > 0:
+            sv2 = sv**2
 
             def g(i):
                 j, m = _PAIRS[i]
                 return lengths[j] * lengths[m] / math.sqrt((lengths[j] ** 2 - sv2) * (lengths[m] ** 2 - sv2))
 
-            rlo, rhi = _cos_interval(tuple(c * g(i) for i, c in enumerate(cos_done)), 0.0)
+            rhos = tuple(0.0 if abs(c) < 1e-12 else c * g(i) for i, c in enumerate(cos_done))  # 90: no term
+            rlo, rhi = _cos_interval(rhos, 0.0)
             lo_c, hi_c = max(lo_c, rlo / g(k)), min(hi_c, rhi / g(k))
         lo_c, hi_c = max(-1.0, lo_c), min(1.0, hi_c)
         return math.degrees(math.acos(hi_c)), math.degrees(math.acos(lo_c))

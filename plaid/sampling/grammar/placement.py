@@ -3,7 +3,7 @@ of the atoms still to come (the witnesses that make the distance rule free of de
 
 - ``spread_placement``: before the lattice is known, one placement of the whole formula in the group with the
   fewest orbits, its free parameters chosen to keep points far apart in fractional coordinates; its separation
-  ``delta`` (nearest-image fractional distance) gives the lattice rule ``min_sv = min_distance / delta``, so that
+  ``delta`` (nearest-image distance in a reference cell) gives the lattice rule (``cell``: minimum lengths), so that
   it stays valid in every lattice the grammar then allows (``cell``).
 - ``find_placement``: given a lattice and the atoms placed so far, a first-fit search (bounded) for orbits that
   fill the remaining counts with every new atom at least ``min_distance`` from all others (periodic images
@@ -40,7 +40,7 @@ def _halton(n: int, dim: int) -> np.ndarray:
     return out
 
 
-CANDIDATES = np.round(0.07 + 0.86 * _halton(32, 3), 3)  # free parameters tried, away from 0 and 1
+CANDIDATES = np.round(0.07 + 0.86 * _halton(512, 3), 3)  # free parameters tried, away from 0 and 1
 CANDIDATES.flags.writeable = False
 
 
@@ -120,7 +120,7 @@ def representatives(sg: int, option: Option) -> np.ndarray:
     op = wp.ops[0]
     if option.fixed:
         return op[None, :, 3]
-    return CANDIDATES @ op[:, :3].T + op[:, 3]
+    return CANDIDATES[:32] @ op[:, :3].T + op[:, 3]
 
 
 _IMAGES = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=float)
@@ -146,6 +146,10 @@ class Geometry:
         v = cart[:, :, None, :] + self._images[None, None]
         return np.sqrt((v * v).sum(-1).min(-1))
 
+    def apart(self, points: np.ndarray, other: np.ndarray) -> bool:
+        """Every point at least ``d`` from every point of ``other``."""
+        return not len(other) or self.distances(points, other).min() >= self.d
+
     def clear(self, points: np.ndarray, *others: np.ndarray) -> bool:
         """Points at least ``d`` from each other and from every point of ``others`` (periodic images included)."""
         if len(points) > 1:
@@ -163,22 +167,51 @@ def orbit_atoms(orbits) -> np.ndarray:
     return np.concatenate([o.points for o in orbits]) if orbits else EMPTY
 
 
+def _ref_distance(d: np.ndarray, shape, hexagonal: bool) -> np.ndarray:
+    """Nearest-image distances of fractional differences ``d`` (..., 3) in a reference cell of lengths ``shape``
+    (orthogonal axes, or hexagonal axes with gamma = 120)."""
+    scale = np.asarray(shape, dtype=float)
+    d = d - np.round(d)
+    if not hexagonal:
+        return np.sqrt(((d * scale) ** 2).sum(-1))
+    best = None
+    for i in (-1, 0, 1):
+        for j in (-1, 0, 1):
+            x, y, z = d[..., 0] + i, d[..., 1] + j, d[..., 2]
+            r2 = scale[0] ** 2 * (x * x + y * y - x * y) + (scale[2] * z) ** 2
+            best = r2 if best is None else np.minimum(best, r2)
+    return np.sqrt(best)
+
+
+def _own_separation(cands: np.ndarray, shape, hexagonal: bool) -> np.ndarray:
+    """Per candidate orbit (K, m, 3): the smallest distance between its own points."""
+    k, m, _ = cands.shape
+    if m == 1:
+        return np.full(k, np.inf)
+    dm = _ref_distance(cands[:, :, None, :] - cands[:, None, :, :], shape, hexagonal)
+    dm[:, np.arange(m), np.arange(m)] = np.inf
+    return dm.min(axis=(1, 2))
+
+
+def _cross_separation(cands: np.ndarray, other: np.ndarray, shape, hexagonal: bool) -> np.ndarray:
+    """Per candidate orbit: the smallest distance to the points ``other`` (n, 3)."""
+    if len(other) == 0:
+        return np.full(len(cands), np.inf)
+    return _ref_distance(cands[:, :, None, :] - other[None, None, :, :], shape, hexagonal).min(axis=(1, 2))
+
+
 def spread_placement(
-    counter: SiteCounter, sg: int, counts: tuple[int, ...], decimals: int, reference: Geometry | None = None
+    counter: SiteCounter, sg: int, counts: tuple[int, ...], decimals: int, shape=(1.0, 1.0, 1.0)
 ) -> tuple[tuple[Orbit, ...], float] | None:
     """A placement of ``counts`` in ``sg`` with the fewest orbits, spread out (see module docstring), and its
-    separation: the smallest distance between its atoms in the ``reference`` cell (default: fractional
-    coordinates, nearest image); None if no candidate keeps the orbits apart."""
+    separation: the smallest distance between its atoms in a reference cell of lengths ``shape`` (the crystal
+    system's angles; for monoclinic and triclinic groups a unit cube, i.e. fractional coordinates). None if no
+    candidate keeps the orbits apart.
 
-    def sep_of(pts, placed):
-        if reference is None:
-            return min(frac_separation(pts), frac_separation(pts, placed))
-        dm = reference.distances(pts, pts)
-        np.fill_diagonal(dm, np.inf)
-        out = float(dm.min()) if len(pts) > 1 else np.inf
-        return min(out, float(reference.distances(pts, placed).min())) if len(placed) else out
-
+    Candidates are written exactly on their positions (3-decimal free parameters), so the decoder's projection
+    returns them unchanged and their orbits are computed directly."""
     slots = group_slots(sg)
+    hexagonal = slots.lattice_type in ("hexagonal", "trigonal")
     rem, avail, used = tuple(counts), slots.fixed_counts, frozenset()
     total = counter.min_orbits(sg, rem, avail)
     if total >= BIG:
@@ -186,25 +219,35 @@ def spread_placement(
     orbits: list[Orbit] = []
     placed = EMPTY
     delta = np.inf
+    cache: dict = {}  # letter -> (candidate orbits, their own separation, separation to the atoms placed so far)
     while any(rem):
         i = max(range(len(rem)), key=lambda k: rem[k])
         best = None
         for o in counter.options(sg, rem, i, used, avail):
             if o.after != total - 1:
                 continue
-            for rep in representatives(sg, o):
-                written = write(rep, decimals)
-                pts = _reference_points(sg, o.letter, written)
-                sep = sep_of(pts, placed)
-                if best is None or sep > best[0]:
-                    best = (sep, Orbit(i, o, written, pts))
-        if best is None or best[0] < 1e-3 * (1 if reference is None else min(reference.lattice.abc)):
+            wp = wyckoff_position(sg, o.letter)
+            if o.letter not in cache:
+                q = np.zeros((1, 3)) if o.fixed else CANDIDATES[: 512 if o.mult <= 2 else 64 if o.mult <= 12 else 8]
+                pts = np.einsum("kij,qj->qki", wp.ops[:, :, :3], q) + wp.ops[None, :, :, 3]
+                pts = np.mod(np.round(np.mod(pts, 1.0), 8), 1.0)
+                own = _own_separation(pts, shape, hexagonal)
+                cache[o.letter] = [q, pts, own, _cross_separation(pts, placed, shape, hexagonal)]
+            q, pts, own, cross = cache[o.letter]
+            seps = np.minimum(own, cross)
+            j = int(np.argmax(seps))
+            if best is None or seps[j] > best[0]:
+                written = write(wp.ops[0][:, :3] @ q[j] + wp.ops[0][:, 3], decimals)
+                best = (float(seps[j]), Orbit(i, o, written, frozen(pts[j])))
+        if best is None or best[0] < 1e-3 * min(shape):
             return None
         sep, orbit = best
         o = orbit.option
         delta = min(delta, sep)
         orbits.append(orbit)
         placed = frozen(np.concatenate([placed, orbit.points]))
+        for entry in cache.values():  # only the new orbit changes the separations to what is placed
+            entry[3] = np.minimum(entry[3], _cross_separation(entry[1], orbit.points, shape, hexagonal))
         rem = rem[:i] + (rem[i] - o.mult,) + rem[i + 1 :]
         if o.fixed:
             used, avail = used | {o.letter}, take_fixed(slots, avail, o.mult)

@@ -63,6 +63,9 @@ _SHAPES = {
     "hexagonal": ((1.0, 1.0, 1.0), (1.0, 1.0, 3.0), (2.0, 2.0, 1.0)),
     "trigonal": ((1.0, 1.0, 1.0), (1.0, 1.0, 3.0), (2.0, 2.0, 1.0)),
     "orthorhombic": ((1.0, 1.0, 1.0), (1.0, 1.0, 3.0), (1.0, 3.0, 1.0), (3.0, 1.0, 1.0)),
+    # (a-c net singular value, b, same): b is normal to the a-c net
+    "monoclinic": ((1.0, 1.0, 1.0), (3.0, 1.0, 3.0), (1.0, 3.0, 1.0)),
+    "triclinic": ((1.0, 1.0, 1.0),),  # singular value of the whole lattice
 }
 
 # phases
@@ -288,25 +291,14 @@ class WyckoffGrammar(CharGrammar):
         key = (sg, counts)
         if key in self._plans:
             return self._plans[key]
-        from pymatgen.core import Lattice
-
         lattice_type = group_slots(sg).lattice_type
         margin = self.min_distance * 1.01
-        spreads, boxes, min_sv = [], [], 0.0
-        if lattice_type in ("monoclinic", "triclinic"):
-            found = spread_placement(self.counter, sg, counts, self.cd)
+        spreads, boxes = [], []
+        for shape in _SHAPES[lattice_type]:
+            found = spread_placement(self.counter, sg, counts, self.cd, shape)
             if found is not None:
-                min_sv = margin / found[1]
                 spreads.append(found[0])
-                boxes.append((min_sv,) * 3)
-        else:
-            gamma = 120.0 if lattice_type in ("hexagonal", "trigonal") else 90.0
-            for shape in _SHAPES[lattice_type]:
-                ref = Geometry(Lattice.from_parameters(*shape, 90.0, 90.0, gamma), self.min_distance)
-                found = spread_placement(self.counter, sg, counts, self.cd, ref)
-                if found is not None:
-                    spreads.append(found[0])
-                    boxes.append(tuple(margin / found[1] * x for x in shape))
+                boxes.append(tuple(margin / found[1] * x for x in shape))
         out = None
         if spreads:
             plan = LatticePlan(
@@ -317,7 +309,6 @@ class WyckoffGrammar(CharGrammar):
                 self.ld,
                 self.ad,
                 boxes=tuple(boxes),
-                min_sv=min_sv,
             )
             if plan.feasible():
                 out = (plan, tuple(spreads))
@@ -336,29 +327,56 @@ class WyckoffGrammar(CharGrammar):
     def _budget_line(self, typed: int, rest: int) -> int:
         return self.orbit_line - typed - 1 + rest * self.orbit_line
 
-    def _rest_after(self, ctx: Ctx, orbit: Orbit, rest: tuple[Orbit, ...] | None) -> tuple[Orbit, ...] | None:
-        """A witness for what is left once ``orbit`` is placed: ``rest`` if it still fits (same atom counts, no
-        fixed position twice, atoms clear of the new orbit), else a bounded search; None if neither works."""
-        o = orbit.option
-        if rest is not None and not (o.fixed and any(r.option.letter == o.letter for r in rest)):
-            if ctx.geom.clear(orbit.points, orbit_atoms(rest)):
-                return rest
-        i = orbit.element
+    def _rest_after(self, ctx: Ctx, orbit: Orbit, rest: tuple[Orbit, ...]) -> tuple[Orbit, ...] | None:
+        """A witness for what is left once ``orbit`` is placed, repaired from ``rest`` (the witness it replaces
+        the first orbit of): its orbits clear of the new one are kept (while the counts allow), the others are
+        placed again by a bounded search; if that fails, a search from scratch. None if neither finds one."""
+        o, i = orbit.option, orbit.element
         rem = ctx.rem[:i] + (ctx.rem[i] - o.mult,) + ctx.rem[i + 1 :]
-        used, avail = ctx.used, ctx.avail
-        if o.fixed:
-            used, avail = used | {o.letter}, take_fixed(group_slots(ctx.sg), avail, o.mult)
+        kept = [
+            r
+            for r in rest
+            if not (o.fixed and r.option.fixed and r.option.letter == o.letter)
+            and ctx.geom.apart(orbit.points, r.points)
+        ]
+        for j in range(len(rem)):  # a different multiplicity can leave an element over-full: drop orbits of it
+            while sum(r.option.mult for r in kept if r.element == j) > rem[j]:
+                kept.remove(next(r for r in kept if r.element == j))
+        if self._fills(kept, rem):
+            return tuple(kept)
+        slots = group_slots(ctx.sg)
         occupied = np.concatenate([ctx.occupied, orbit.points])
-        return find_placement(
-            self.counter, ctx.sg, rem, used, avail, ctx.geom, occupied, self.cd, budget=self.search_budget
-        )
+        for base in (kept, []):
+            need = tuple(n - sum(r.option.mult for r in base if r.element == j) for j, n in enumerate(rem))
+            used, avail = ctx.used, ctx.avail
+            for r in (orbit, *base):
+                if r.option.fixed:
+                    used, avail = used | {r.option.letter}, take_fixed(slots, avail, r.option.mult)
+            found = find_placement(
+                self.counter,
+                ctx.sg,
+                need,
+                used,
+                avail,
+                ctx.geom,
+                np.concatenate([occupied, orbit_atoms(base)]),
+                self.cd,
+                budget=self.search_budget,
+            )
+            if found is not None:
+                return (*base, *found)
+        return None
 
-    def _try(self, ctx: Ctx, i: int, option, written, w_mult: int, rest) -> tuple[Orbit, tuple] | None:
+    @staticmethod
+    def _fills(orbits, rem) -> bool:
+        return all(sum(r.option.mult for r in orbits if r.element == j) == n for j, n in enumerate(rem))
+
+    def _try(self, ctx: Ctx, i: int, option, written, rest) -> tuple[Orbit, tuple] | None:
         pts = decode_points(ctx.sg, option.letter, [float(v) for v in written], ctx.geom.matrix)
         if not ctx.geom.clear(pts, ctx.occupied):
             return None
         orbit = Orbit(i, option, tuple(written), pts)
-        new_rest = self._rest_after(ctx, orbit, rest if option.mult == w_mult else None)
+        new_rest = self._rest_after(ctx, orbit, rest)
         return None if new_rest is None else (orbit, new_rest)
 
     def _search(self, ctx: Ctx, i: int, w: Orbit, rest, parts: tuple[str, ...], buf: str | None):
@@ -400,7 +418,7 @@ class WyckoffGrammar(CharGrammar):
                     written.append(closest_completion(buf, p[k], self.cd))
                 tail = np.mod(np.round(np.mod(p[len(written) :], 1.0), self.cd), 1.0)
                 written += [f"{v:.{self.cd}f}" for v in tail]
-                hit = self._try(ctx, i, o, written, w.option.mult, rest)
+                hit = self._try(ctx, i, o, written, rest)
                 if hit is not None:
                     return hit
                 if o.fixed:
@@ -626,7 +644,7 @@ def _viable_labels(g: WyckoffGrammar, ctx: Ctx, i: int, parts, w: Orbit, rest) -
     for o in g.counter.options(ctx.sg, ctx.rem, i, ctx.used, ctx.avail):
         if o.letter == w.option.letter:
             continue
-        hit = g._try(ctx, i, o, parts, w.option.mult, rest)
+        hit = g._try(ctx, i, o, parts, rest)
         if hit is not None:
             out.append(hit)
     return tuple(out)
