@@ -14,19 +14,18 @@ import sys
 import tempfile
 import threading
 
+# spglib's C diagnostics: "spglib: <function> failed.", "Warning: ssm_get_exact_positions failed (attempt=N)."
 KNOWN_WARNINGS = re.compile(
-    r"^\s*(Warning|SPGLIB WARNING|spglib)?:?\s*"
-    r"(ssm_get_exact_positions failed|get_exact_positions failed|Too many or too few|"
-    r"Fail to find symmetry|Symmetry operations are not consistent|Space group could not be found|"
-    r"refine_cell failed|Attempt \d+ tolerance|.*\(line \d+, .*spglib.*\))",
+    r"^\s*(spglib:\s|(Warning|SPGLIB WARNING):?\s+\w*(exact_positions|exact_structure|symmetry|lattice)\w*\s+failed)",
     re.IGNORECASE,
 )
 _lock = threading.Lock()
 _depth = 0
+_capture = None  # one temporary file reused by every call (opening one per call costs more than spglib's search)
 
 
 def _is_known(line: str) -> bool:
-    return bool(KNOWN_WARNINGS.match(line)) or "(attempt=" in line
+    return bool(KNOWN_WARNINGS.match(line))
 
 
 @contextlib.contextmanager
@@ -47,18 +46,27 @@ def quiet_spglib():
         sys.stderr.flush()
     except Exception:  # noqa: BLE001 - a closed or odd sys.stderr must not break encoding
         pass
+    global _capture
+    if _capture is None:
+        _capture = tempfile.TemporaryFile(mode="w+b")
+    tmp = _capture
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            with _lock:
-                _depth -= 1
-            tmp.seek(0)
-            captured = tmp.read().decode("utf-8", errors="replace")
-            keep = [ln for ln in captured.splitlines(keepends=True) if ln.strip() and not _is_known(ln)]
-            if keep:
-                os.write(2, "".join(keep).encode())
+    os.dup2(tmp.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        size = os.lseek(tmp.fileno(), 0, os.SEEK_END)
+        captured = b""
+        if size:
+            os.lseek(tmp.fileno(), 0, os.SEEK_SET)
+            captured = os.read(tmp.fileno(), size)
+            os.ftruncate(tmp.fileno(), 0)
+            os.lseek(tmp.fileno(), 0, os.SEEK_SET)
+        with _lock:
+            _depth -= 1
+        text = captured.decode("utf-8", errors="replace")
+        keep = [ln for ln in text.splitlines(keepends=True) if ln.strip() and not _is_known(ln)]
+        if keep:
+            os.write(2, "".join(keep).encode())
