@@ -366,6 +366,15 @@ def test_untrained_model_constrained_decodes_every_sample(tiny_backend):
         f"unconstrained {rate(unconstrained):.2f}"
     )
     assert rate(constrained) == 1.0
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Structure
+
+    matcher = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
+    for g in constrained:  # the record's cif field (Structure.to(fmt="cif")) reads back to the decoded structure
+        s = rep.decode(g.text)
+        back = Structure.from_str(s.to(fmt="cif"), fmt="cif")
+        assert len(back) == len(s) and matcher.fit(s, back)
+        assert _min_distance(s) >= 0.5
     assert all(
         len(tiny_backend.tokenizer(g.text, add_special_tokens=False).input_ids) <= 200 for g in constrained
     )

@@ -122,7 +122,7 @@ class WyckoffGrammar(CharGrammar):
         if not min_distance > 0:
             raise ValueError(f"min_distance must be positive, got {min_distance}")
         vlo, vhi = volume_per_atom
-        if not 0 < vlo and vhi >= 2 * vlo:
+        if not (0 < vlo and vhi >= 2 * vlo):
             raise ValueError(f"volume_per_atom must be (lo, hi) with 0 < lo and hi >= 2 lo, got {volume_per_atom}")
         if length_range[0] < 0.5 or length_range[1] > 500:
             raise ValueError(f"length_range must lie in the decoder's 0.5-500 Angstrom, got {length_range}")
@@ -169,6 +169,17 @@ class WyckoffGrammar(CharGrammar):
         if u >= BIG:
             raise ValueError("no composition satisfies the constraints (max_atoms, space groups)")
         return s._replace(u=u)
+
+    def check_feasible(self) -> None:
+        """Raise ValueError if no text satisfies the conditions: no composition whose counts the groups' positions
+        fill, or (few conditioned groups and compositions) none that can hold its atoms ``min_distance`` apart."""
+        self.initial()
+        if self.compositions is not None and len(self.groups) <= 16 and len(self.compositions) <= 64:
+            for comp in self.compositions:
+                counts = tuple(comp.values())
+                if any(self.plan(g, counts) is not None for g in self._sg_orbits(counts)):
+                    return
+            raise ValueError("no allowed composition fits an allowed space group with atoms min_distance apart")
 
     def can_end(self, state: State) -> bool:
         return state.phase == END or (state.phase == O_END and not any(state.ctx.rem))
