@@ -168,7 +168,10 @@ def test_random_walks_decode_strictly_with_distances_volumes_and_cifs(system):
     rng = random.Random(system)
     n = 0
     for sg in WALK_GROUPS[system]:
-        g = WyckoffGrammar(space_groups=[sg], max_atoms=12, min_distance=0.5, volume_per_atom=(1.0, 200.0))
+        smallest = min(w.multiplicity for w in space_group(sg).wyckoff.values())  # Ia-3d: 16
+        g = WyckoffGrammar(
+            space_groups=[sg], max_atoms=max(12, smallest), min_distance=0.5, volume_per_atom=(1.0, 200.0)
+        )
         assert space_group(sg).lattice_type == system
         for _ in range(WALKS_PER_GROUP):
             text = _random_walk(g, rng, 400)
