@@ -1,5 +1,7 @@
 """Grammar-constrained decoding: the Wyckoff grammar on real and hand-made texts, site-count feasibility with known
-answers, and 100% decodable samples from an UNTRAINED tiny model (unconstrained rate reported for comparison)."""
+answers, crystal-system lattice rules, minimum distances and volume bounds, random walks that all decode in strict
+mode with CIFs that read back, and 100% decodable samples from an UNTRAINED tiny model (unconstrained rate reported
+for comparison)."""
 
 from __future__ import annotations
 
@@ -65,6 +67,8 @@ BATIO3 = "Ba1 Ti1 O3\n221\n3.95 3.95 3.95\n90.00 90.00 90.00\nBa 0.500 0.500 0.5
         (BATIO3.replace("0.000 0.500 0.500 3c", "1.000 0.500 0.500 3c"), "fractional coordinate >= 1"),
         (BATIO3.replace("90.00 90.00 90.00", "90.00 90.00 190.00"), "angle > 180"),
         (BATIO3.replace("90.00 90.00 90.00", "60.00 60.00 150.00"), "angles that form no cell"),
+        (BATIO3.replace("90.00 90.00 90.00", "90.00 90.00 90.01"), "cubic angle not 90"),
+        (BATIO3.replace("3.95 3.95 3.95", "3.95 3.96 3.95"), "cubic b != a"),
         (BATIO3.replace("3.95 3.95 3.95", "3.95 0.20 3.95"), "length out of range"),
         (BATIO3.replace("O3", "O4"), "formula/site count mismatch"),
         (BATIO3.replace("Ba1 Ti1", "Ba1 Ba1"), "element twice in the formula"),
@@ -118,20 +122,7 @@ def test_angle_intervals_leave_a_cell():
 
 
 def _random_walk(g, rng, budget):
-    state, text = g.initial(), ""
-    while True:
-        budget -= 1
-        options = [
-            (ch, s)
-            for ch in g.next_chars(state)
-            for s in [g.step(state, ch)]
-            if s is not None and s.u <= budget
-        ]
-        if not options or (g.can_end(state) and rng.random() < 0.3):
-            assert g.can_end(state), f"dead end at {text!r}"
-            return text
-        ch, state = rng.choice(options)
-        text += ch
+    return g.random_text(rng, budget)  # raises RuntimeError at a dead end
 
 
 @pytest.mark.parametrize("budget", [80, 120, 400])
@@ -142,6 +133,161 @@ def test_random_walks_always_decode_within_budget(grammar, budget):
         text = _random_walk(grammar, rng, budget)
         assert len(text) <= budget
         rep.decode(text)
+
+
+# several space groups per crystal system (rhombohedral ones in hexagonal axes, monoclinic unique axis b)
+WALK_GROUPS = {
+    "triclinic": (1, 2),
+    "monoclinic": (3, 4, 8, 12, 14, 15),
+    "orthorhombic": (16, 25, 33, 47, 62, 63, 70),
+    "tetragonal": (75, 88, 99, 123, 136, 139, 141),
+    "trigonal": (143, 147, 148, 156, 160, 166, 167),
+    "hexagonal": (168, 176, 186, 187, 191, 194),
+    "cubic": (195, 198, 205, 216, 221, 225, 227, 229, 230),
+}
+WALKS_PER_GROUP = 24  # 44 groups x 24 = 1,056 completions
+
+
+def _min_distance(s):
+    import numpy as np
+
+    return (s.distance_matrix + np.eye(len(s)) * 1e3).min() if len(s) > 1 else np.inf
+
+
+@pytest.mark.parametrize("system", list(WALK_GROUPS))
+def test_random_walks_decode_strictly_with_distances_volumes_and_cifs(system):
+    """Grammar walks (no model) decode in strict mode, their atoms are >= 0.5 A apart (periodic images
+    included), their volume per atom is in 1-200 A^3, and the CIF of the decoded structure reads back to it."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Structure
+
+    from plaid.representations.spacegroups import lattice_violations, space_group
+
+    rep = get("wyckoff")
+    matcher = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
+    rng = random.Random(system)
+    n = 0
+    for sg in WALK_GROUPS[system]:
+        smallest = min(w.multiplicity for w in space_group(sg).wyckoff.values())  # Ia-3d: 16
+        g = WyckoffGrammar(
+            space_groups=[sg], max_atoms=max(12, smallest), min_distance=0.5, volume_per_atom=(1.0, 200.0)
+        )
+        assert space_group(sg).lattice_type == system
+        for _ in range(WALKS_PER_GROUP):
+            text = _random_walk(g, rng, 400)
+            s = rep.decode(text)  # strict
+            lines = text.split("\n")
+            params = [float(x) for x in lines[2].split() + lines[3].split()]
+            assert lattice_violations(system, params, [0.0] * 6) == [], text  # exact, not just within rounding
+            assert _min_distance(s) >= 0.5, text
+            assert 1.0 <= s.volume / len(s) <= 200.0, text
+            back = Structure.from_str(s.to(fmt="cif"), fmt="cif")
+            assert len(back) == len(s) and matcher.fit(s, back), text
+            n += 1
+    assert n == len(WALK_GROUPS[system]) * WALKS_PER_GROUP
+
+
+def _forced_after(g, prefix):
+    state = g.feed(prefix)
+    assert state is not None, prefix
+    return g.next_chars(state)
+
+
+@pytest.mark.parametrize(
+    "sg, head, forced",
+    [
+        # cubic: b and c repeat a character for character, angles are 90.00
+        (221, "3.95 ", "3.95 3.95\n90.00 90.00 90.00\n"),
+        # tetragonal: b = a, c free, angles 90.00
+        (123, "3.95 ", "3.95 "),
+        # hexagonal and rhombohedral (hexagonal axes): b = a, gamma 120.00
+        (191, "3.95 ", "3.95 "),
+        (166, "3.95 ", "3.95 "),
+    ],
+)
+def test_lattice_values_fixed_by_symmetry_are_forced(sg, head, forced):
+    g = WyckoffGrammar(space_groups=[sg])
+    text = f"Na1\n{sg}\n{head}" if sg == 221 else f"Na6\n{sg}\n{head}"
+    if sg == 123:
+        text = f"Na2\n{sg}\n{head}"
+    for ch in forced:
+        assert _forced_after(g, text) == frozenset(ch), (text, ch)
+        text += ch
+
+
+@pytest.mark.parametrize(
+    "sg, formula, lengths, angles_forced, free_angle",
+    [
+        (123, "Na2", "3.95 3.95 5.10", "90.00 90.00 90.00", None),
+        (191, "Na2", "3.95 3.95 5.10", "90.00 90.00 120.00", None),
+        (166, "Na6", "3.95 3.95 12.10", "90.00 90.00 120.00", None),
+        (47, "Na2", "3.95 4.10 5.10", "90.00 90.00 90.00", None),
+        (12, "Na4", "3.95 4.10 5.10", None, "90.00 101.50 90.00"),
+    ],
+)
+def test_lattice_rule_per_crystal_system(sg, formula, lengths, angles_forced, free_angle):
+    g = WyckoffGrammar(space_groups=[sg])
+    head = f"{formula}\n{sg}\n{lengths}\n"
+    assert g.feed(head) is not None, head
+    if angles_forced is not None:
+        text = head
+        for ch in angles_forced + "\n":
+            assert _forced_after(g, text) == frozenset(ch)
+            text += ch
+        wrong = head + angles_forced.replace("90.00", "91.00", 1)
+        assert g.feed(wrong) is None
+    else:  # monoclinic, unique axis b: alpha and gamma forced to 90, beta free
+        assert _forced_after(g, head) == frozenset("9")
+        assert g.feed(head + free_angle + "\n") is not None
+        assert g.feed(head + "90.00 101.50 91") is None and g.feed(head + "95") is None
+    if sg in (123, 191, 166):
+        assert g.feed(f"{formula}\n{sg}\n3.95 3.96") is None  # b must equal a
+
+
+def test_triclinic_lattice_is_free_but_forms_a_cell():
+    g = WyckoffGrammar(space_groups=[2])
+    head = "Na2\n2\n4.00 5.00 6.00\n"
+    assert g.feed(head + "80.00 85.00 95.00\n") is not None
+    assert g.feed(head + "60.00 60.00 150.00\n") is None  # no cell
+
+
+def test_overlapping_orbits_are_rejected():
+    # the trained model's "Hg 0.500 0.500 0.530 1d" + "N 0.500 0.500 0.530 1d": two orbits on one site
+    g = WyckoffGrammar(space_groups=[99])  # P4mm, 1b = (1/2, 1/2, z)
+    head = "Hg1 N1\n99\n4.00 4.00 5.00\n90.00 90.00 90.00\nHg 0.500 0.500 0.530 1b\n"
+    assert not _accepts(g, head + "N 0.500 0.500 0.530 1b")
+    assert not _accepts(g, head + "N 0.500 0.500 0.600 1b")  # 0.35 A apart along c
+    assert _accepts(g, head + "N 0.500 0.500 0.130 1b")  # 2 A apart
+    strict = WyckoffGrammar(space_groups=[99], min_distance=2.5)
+    assert not _accepts(strict, head + "N 0.500 0.500 0.130 1b")
+
+
+def test_volume_per_atom_is_bounded():
+    g = WyckoffGrammar(space_groups=[1], volume_per_atom=(1.0, 200.0))
+    assert g.feed("C1\n1\n5.00 6.00 6.00\n") is not None  # 180 A^3 with right angles
+    assert g.feed("C1\n1\n5.00 6.00 7.00\n") is None  # abc = 210 > 200 for one atom
+    assert g.feed("C17\n1\n45.00 45.00 45.00\n") is None  # the issue's 17 atoms in ~1e5 A^3
+    loose = WyckoffGrammar(space_groups=[1], volume_per_atom=(1.0, 300.0))
+    assert loose.feed("C1\n1\n5.00 6.00 7.00\n") is not None
+
+
+def test_witness_completes_every_orbit_state():
+    """The no-dead-end argument, checked: at every orbit-line start of random walks, the state's witness text
+    is accepted and completes the crystal."""
+    rng = random.Random(3)
+    rep = get("wyckoff")
+    for sg in (14, 63, 139, 166, 194, 227):
+        g = WyckoffGrammar(space_groups=[sg], max_atoms=16)
+        for _ in range(4):
+            text = _random_walk(g, rng, 600)
+            lines = text.split("\n")
+            for k in range(4, len(lines)):
+                prefix = "\n".join(lines[:k]) + "\n"
+                state = g.feed(prefix)
+                witness = g.witness_text(state)
+                end = g.feed(witness, state)
+                assert end is not None and g.can_end(end), (prefix, witness)
+                rep.decode(prefix + witness)
 
 
 def test_conditions_are_forced():
@@ -223,6 +369,15 @@ def test_untrained_model_constrained_decodes_every_sample(tiny_backend):
         f"unconstrained {rate(unconstrained):.2f}"
     )
     assert rate(constrained) == 1.0
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Structure
+
+    matcher = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
+    for g in constrained:  # the record's cif field (Structure.to(fmt="cif")) reads back to the decoded structure
+        s = rep.decode(g.text)
+        back = Structure.from_str(s.to(fmt="cif"), fmt="cif")
+        assert len(back) == len(s) and matcher.fit(s, back)
+        assert _min_distance(s) >= 0.5
     assert all(
         len(tiny_backend.tokenizer(g.text, add_special_tokens=False).input_ids) <= 200 for g in constrained
     )

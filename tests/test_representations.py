@@ -77,8 +77,8 @@ def test_wyckoff_known_answer_rocksalt():
     assert decoded.get_space_group_info()[1] == 225
 
 
-def test_wyckoff_decoder_snaps_special_positions_and_lattice():
-    rep = get("wyckoff")
+def test_wyckoff_lenient_decoder_snaps_special_positions_and_lattice():
+    rep = get("wyckoff", strict=False)
     # Rutile TiO2 (P4_2/mnm): O on 4f (x, x, 0); the text is slightly off the special position and off-tetragonal.
     text = "Ti2 O4\n136\n4.60 4.62 2.96\n90.10 89.90 90.00\nTi 0.001 0.000 0.000 2a\nO 0.303 0.307 0.002 4f"
     s = rep.decode(text)
@@ -86,6 +86,59 @@ def test_wyckoff_decoder_snaps_special_positions_and_lattice():
     o = np.array([site.frac_coords for site in s if site.specie.symbol == "O"])
     assert any(np.allclose(p, [0.305, 0.305, 0.0], atol=1e-9) for p in o)
     assert s.get_space_group_info(symprec=1e-3)[1] == 136
+    assert rep.lattice_snap(text) == pytest.approx(0.1)  # a, b -> 4.61 and alpha, beta -> 90: 0.01 and 0.1
+    with pytest.raises(DecodeError, match=r"b is 4\.62.*b = a \(4\.6\).*alpha is 90\.1"):
+        get("wyckoff").decode(text)  # strict (the default): the same text contradicts its space group
+
+
+ISSUE_SAMPLE = (
+    "Ba1 Ti1 O3\n221\n75.77 43.60 46.75\n90.0 83.50 51.02\nBa 0.500 0.500 0.500 1b\nTi 0.000 0.000 0.000 1a\n"
+    "O 0.000 0.500 0.500 3c"
+)
+
+
+def test_strict_decoder_rejects_lattice_contradicting_space_group_with_the_numbers():
+    with pytest.raises(DecodeError, match=r"space group 221 \(cubic\).*b is 43\.6.*75\.77.*gamma is 51\.02"):
+        get("wyckoff").decode(ISSUE_SAMPLE)
+    lenient = get("wyckoff", strict=False)
+    assert len(lenient.decode(ISSUE_SAMPLE)) == 5
+    assert lenient.lattice_snap(ISSUE_SAMPLE) == pytest.approx(90.0 - 51.02)
+    assert get("coords").lattice_snap("3.9 3.9 3.9\n90 90 90\nBa\n0 0 0") is None
+
+
+@pytest.mark.parametrize(
+    "sg, lengths, angles, ok",
+    [
+        (221, "3.95 3.96 3.95", "90.00 90.00 90.00", True),  # within rounding: both could be 3.955
+        (221, "3.95 3.97 3.95", "90.00 90.00 90.00", False),
+        (221, "3.95 3.95 3.95", "90.00 90.01 90.00", False),
+        (221, "3.95 3.95 3.95", "90 90.0 90.00", True),  # fewer decimals, coarser rounding
+        (123, "3.95 3.95 5.10", "90.00 90.00 90.00", True),  # tetragonal: a = b, c free
+        (123, "3.95 4.10 5.10", "90.00 90.00 90.00", False),
+        (191, "3.95 3.95 5.10", "90.00 90.00 120.00", True),  # hexagonal axes
+        (191, "3.95 3.95 5.10", "90.00 90.00 90.00", False),
+        (166, "3.95 3.95 5.10", "90.00 90.00 120.00", True),  # rhombohedral group, hexagonal axes (pyxtal's)
+        (166, "3.95 3.95 3.95", "80.00 80.00 80.00", False),  # rhombohedral axes are not the decoder's setting
+        (47, "3.95 4.10 5.10", "90.00 90.00 90.00", True),  # orthorhombic
+        (47, "3.95 4.10 5.10", "90.00 95.00 90.00", False),
+        (10, "3.95 4.10 5.10", "90.00 95.00 90.00", True),  # monoclinic, unique axis b
+        (10, "3.95 4.10 5.10", "95.00 90.00 90.00", False),
+        (2, "3.95 4.10 5.10", "85.00 95.00 100.00", True),  # triclinic: no rule
+    ],
+)
+def test_strict_lattice_rule_per_crystal_system(sg, lengths, angles, ok):
+    from plaid.representations.spacegroups import space_group as group
+
+    wp = min(group(sg).wyckoff.values(), key=lambda w: w.multiplicity)
+    q = np.array([0.1, 0.2, 0.3])
+    rep_xyz = " ".join(f"{v:.3f}" for v in wp.orbit(q)[0])
+    text = f"Na{wp.multiplicity}\n{sg}\n{lengths}\n{angles}\nNa {rep_xyz} {wp.label}"
+    rep = get("wyckoff")
+    if ok:
+        rep.decode(text)
+    else:
+        with pytest.raises(DecodeError, match="lattice contradicts space group"):
+            rep.decode(text)
 
 
 BAD_WYCKOFF = {
@@ -93,6 +146,7 @@ BAD_WYCKOFF = {
     "does not exist in space group": "Na4 Cl4\n225\n5.64 5.64 5.64\n90 90 90\nNa 0 0 0 4a\nCl 0.5 0.5 0.5 4z",
     "has multiplicity": "Na4 Cl4\n225\n5.64 5.64 5.64\n90 90 90\nNa 0 0 0 8a\nCl 0.5 0.5 0.5 4b",
     "site count mismatch": "Na4 Cl8\n225\n5.64 5.64 5.64\n90 90 90\nNa 0 0 0 4a\nCl 0.5 0.5 0.5 4b",
+    "contradicts space group 225": "Na4 Cl4\n225\n5.64 5.60 5.64\n90 90 90\nNa 0 0 0 4a\nCl 0.5 0.5 0.5 4b",
     "truncated": "Na4 Cl4\n225\n5.64 5.64 5.64",
     "expected element": "Na4 Cl4\n225\n5.64 5.64 5.64\n90 90 90\nNa 0 0 0 4a\nCl 0.5 0.5",
     "unknown element": "Na4 Xx4\n225\n5.64 5.64 5.64\n90 90 90\nNa 0 0 0 4a\nXx 0.5 0.5 0.5 4b",
@@ -195,3 +249,39 @@ def test_space_group_tables():
     assert parse_space_group("P4_2/mnm") == 136 == parse_space_group("136")
     with pytest.raises(ValueError):
         parse_space_group("Q9")
+
+
+# MP-20 validation structures whose CIF did not decode before the decoder merged rounded symmetry images
+# ("site count mismatch: _chemical_formula_sum says Cs2 U1 Cl6, sites give Cs2 U1 Cl10" and the like).
+CIF_FAILURES_BEFORE = [
+    "mp-1102023", "mp-8393", "mp-867537", "mp-559734", "mp-1103465", "mp-1219065", "mp-771246", "mp-756498",
+    "mp-1225421", "mp-1078600", "mp-867261", "mp-23077", "mp-642845", "mp-753150",
+]
+
+
+def test_cif_round_trips_mp20_structures_that_failed():
+    import pandas as pd
+
+    from .conftest import data_path
+
+    df = pd.read_csv(data_path("mp_20/val.csv")).set_index("material_id").loc[CIF_FAILURES_BEFORE]
+    structures = [Structure.from_str(c, fmt="cif") for c in df["cif"]]
+    assert roundtrip_failures("cif", structures) == []
+    rep = get("cif", verify=False)  # even unverified, the text's formula agrees with its sites
+    for s in structures:
+        decoded = rep.decode(rep.encode(s))
+        assert decoded.composition.reduced_composition == s.composition.reduced_composition
+
+
+def test_spglib_warnings_silenced_but_other_stderr_kept(capfd):
+    import os
+
+    from plaid.representations.quiet import quiet_spglib
+
+    with quiet_spglib():
+        os.write(2, b"Warning: ssm_get_exact_positions failed (attempt=0).\n")
+        os.write(2, b"spglib: get_bravais_exact_positions_and_lattice failed.\n")
+        os.write(2, b"real trouble: something else\n")
+    err = capfd.readouterr().err
+    assert "ssm_get_exact_positions" not in err and "get_bravais" not in err
+    assert "real trouble: something else" in err

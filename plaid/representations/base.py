@@ -66,6 +66,11 @@ class Representation(ABC):
         """The space group number the text states, if the representation states one."""
         return None
 
+    def lattice_snap(self, text: str) -> float | None:
+        """How far the lenient decoder moves the stated lattice onto the stated space group's crystal system
+        (Angstrom or degrees); None for representations that state no space group or unreadable text."""
+        return None
+
     def roundtrip(self, structure: Structure) -> Structure:
         return self.decode(self.encode(structure))
 

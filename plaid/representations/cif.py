@@ -17,8 +17,11 @@ from pymatgen.core.operations import SymmOp
 from pymatgen.io.cif import CifParser, CifWriter
 
 from .base import MASK, DecodeError, EncodeError, Representation, parse_formula
+from .quiet import quiet_spglib
 from .spacegroups import default_hall_number
 
+SITE_TOLERANCE = 1e-3  # fractional; CifParser merges symmetry images closer than this (4-decimal rounding
+# leaves images of a special position up to ~2e-4 apart, the parser default 1e-4 would keep them as extra sites)
 _NUMBER = re.compile(r"(?<![\w.])-?\d+\.\d+")
 _OPS_LOOP = re.compile(
     r"loop_\s*\n\s*_symmetry_equiv_pos_site_id\s*\n\s*_symmetry_equiv_pos_as_xyz\s*\n(?:\s*\d+\s+'[^'\n]*'\s*\n)+"
@@ -51,26 +54,34 @@ class CifRepresentation(Representation):
         self.fallback_symprecs = tuple(fallback_symprecs)
 
     def encode(self, structure: Structure) -> str:
+        """The CIF at the first symprec whose text decodes back to the same cell composition (and, with
+        ``verify``, matches the input); a text whose formula disagrees with its own sites is never returned."""
         if not structure.is_ordered:
             raise EncodeError("partial occupancy: only ordered structures can be encoded")
-        text = self._encode_at(structure, self.symprec)
-        if not self.verify:
-            return text
-        from pymatgen.analysis.structure_matcher import StructureMatcher
+        matcher = None
+        if self.verify:
+            from pymatgen.analysis.structure_matcher import StructureMatcher
 
-        matcher = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
-        for symprec in self.fallback_symprecs:
+            matcher = StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)
+        decodable, reasons = None, []
+        for symprec in (self.symprec, *self.fallback_symprecs):
             try:
-                if matcher.fit(structure, self.decode(text)):
-                    return text
-            except DecodeError:
-                pass
-            text = self._encode_at(structure, symprec)
-        return text
+                text = self._encode_at(structure, symprec)
+                decoded = self.decode(text)
+            except (EncodeError, DecodeError) as exc:
+                reasons.append(f"symprec={symprec}: {exc}")
+                continue
+            if matcher is None or matcher.fit(structure, decoded):
+                return text
+            decodable = decodable or text
+        if decodable is not None:  # decodes, but no symprec matched the input: keep the first, as before
+            return decodable
+        raise EncodeError("no CIF that decodes back to its own formula (" + "; ".join(reasons) + ")")
 
     def _encode_at(self, structure: Structure, symprec: float) -> str:
         try:
-            text = str(CifWriter(structure, symprec=symprec))
+            with quiet_spglib():
+                text = str(CifWriter(structure, symprec=symprec))
         except Exception as exc:  # noqa: BLE001 - spglib/pymatgen failures become a reason, not a crash
             raise EncodeError(f"symmetrization failed: {exc}") from None
         lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
@@ -123,7 +134,7 @@ class CifRepresentation(Representation):
         else:
             full = text.rstrip() + "\n"
             full = full.replace("loop_\n _atom_site", loop + "loop_\n _atom_site", 1)
-        structures = CifParser(io.StringIO(full), occupancy_tolerance=1.0).parse_structures(
+        structures = CifParser(io.StringIO(full), occupancy_tolerance=1.0, site_tolerance=SITE_TOLERANCE).parse_structures(
             primitive=False, on_error="raise"
         )
         if not structures:

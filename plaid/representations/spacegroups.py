@@ -142,3 +142,44 @@ def constrain_lattice(lattice_type: str, a, b, c, alpha, beta, gamma) -> tuple[f
     if lattice_type == "monoclinic":
         return a, b, c, 90.0, beta, 90.0
     return a, b, c, alpha, beta, gamma
+
+
+def lattice_rules(lattice_type: str) -> tuple[tuple[int, object], ...]:
+    """What the crystal system fixes, as (parameter index 0-5 for a, b, c, alpha, beta, gamma, target) with
+    target an index (equal to that parameter) or a number (degrees). Conventional cell in the tables' setting:
+    trigonal groups (rhombohedral ones included) use hexagonal axes, monoclinic ones unique axis b."""
+    right = ((3, 90.0), (4, 90.0), (5, 90.0))
+    if lattice_type == "cubic":
+        return ((1, 0), (2, 0), *right)
+    if lattice_type == "tetragonal":
+        return ((1, 0), *right)
+    if lattice_type in ("hexagonal", "trigonal"):
+        return ((1, 0), (3, 90.0), (4, 90.0), (5, 120.0))
+    if lattice_type == "orthorhombic":
+        return right
+    if lattice_type == "monoclinic":
+        return ((3, 90.0), (5, 90.0))
+    return ()
+
+
+_NAMES = ("a", "b", "c", "alpha", "beta", "gamma")
+
+
+def lattice_violations(lattice_type: str, params, rounding) -> list[str]:
+    """Where lattice parameters contradict the crystal system by more than the text's rounding (``rounding``:
+    half a unit in the last written digit of each parameter), one message with the numbers per violation."""
+    out = []
+    for i, target in lattice_rules(lattice_type):
+        if isinstance(target, int):
+            want, tol, what = params[target], rounding[i] + rounding[target], f"{_NAMES[i]} = {_NAMES[target]}"
+        else:
+            want, tol, what = target, rounding[i], f"{_NAMES[i]} = {target:g}"
+        if abs(params[i] - want) > tol + 1e-9:
+            out.append(f"{_NAMES[i]} is {params[i]:g}, {lattice_type} needs {what} ({want:g})")
+    return out
+
+
+def lattice_snap(lattice_type: str, params) -> float:
+    """Largest change ``constrain_lattice`` makes to any parameter (Angstrom or degrees)."""
+    snapped = constrain_lattice(lattice_type, *params)
+    return float(max(abs(x - y) for x, y in zip(params, snapped)))

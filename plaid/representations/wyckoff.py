@@ -13,8 +13,10 @@ standard setting, as in pyxtal); lines 3-4 the conventional lattice (Angstrom, d
 element, the representative site's fractional coordinates and the Wyckoff label (multiplicity + letter).
 
 The encoder reads symmetry with spglib directly (falling back through looser-to-tighter ``symprecs``) and picks
-as representative the orbit member lying on the position's first operation. The decoder snaps the lattice to the
-crystal system, projects each representative onto its Wyckoff position, expands it with that position's
+as representative the orbit member lying on the position's first operation. The decoder checks the lattice
+against the crystal system: in strict mode (the default) parameters that contradict the space group by more than
+the text's rounding are a ``DecodeError`` naming the numbers; in lenient mode (``strict=False``) they are snapped
+onto the crystal system and ``lattice_snap(text)`` says by how much. It then projects each representative onto its Wyckoff position, expands it with that position's
 operations and checks the site counts against the formula.
 """
 
@@ -40,7 +42,8 @@ from .base import (
     parse_int,
     wrap_frac,
 )
-from .spacegroups import constrain_lattice, space_group
+from .quiet import quiet_spglib
+from .spacegroups import constrain_lattice, lattice_snap, lattice_violations, space_group
 
 _LABEL = re.compile(r"(\d+)([a-zA-Z])")
 
@@ -67,7 +70,9 @@ class WyckoffRepresentation(Representation):
         angle_decimals: int = 2,
         coord_decimals: int = 3,
         symprecs: tuple[float, ...] = (0.1, 0.01, 0.001),
+        strict: bool = True,
     ):
+        self.strict = strict
         self.length_decimals = length_decimals
         self.angle_decimals = angle_decimals
         self.coord_decimals = coord_decimals
@@ -89,12 +94,14 @@ class WyckoffRepresentation(Representation):
         raise EncodeError("no consistent symmetry found (" + "; ".join(reasons) + ")")
 
     def _encode_at(self, cell, symprec: float) -> str:
-        ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
+        with quiet_spglib():
+            ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
         if ds is None:
             raise EncodeError("spglib found no symmetry")
         group = space_group(ds.number)
         if ds.hall_number != group.hall_number:  # e.g. origin choice 1 -> 2: standardise in the tables' setting
-            ds = spglib.get_symmetry_dataset(cell, symprec=symprec, hall_number=group.hall_number)
+            with quiet_spglib():
+                ds = spglib.get_symmetry_dataset(cell, symprec=symprec, hall_number=group.hall_number)
             if ds is None or ds.number != group.number:
                 raise EncodeError(f"spglib could not standardise to Hall setting {group.hall_number}")
 
@@ -163,6 +170,7 @@ class WyckoffRepresentation(Representation):
         params = [parse_float(t, "lattice length") for t in lengths] + [
             parse_float(t, "lattice angle") for t in angles
         ]
+        rounding = [0.5 * 10.0 ** -(len(t.split(".")[1]) if "." in t else 0) for t in lengths + angles]
         orbits = []
         for i, ln in enumerate(lines[4:], start=1):
             parts = ln.split()
@@ -174,12 +182,24 @@ class WyckoffRepresentation(Representation):
             if not m:
                 raise DecodeError(f"orbit line {i}: bad Wyckoff label {parts[4]!r}")
             orbits.append((symbol, xyz, int(m.group(1)), m.group(2)))
-        return {"formula": formula, "space_group": number, "lattice": params, "orbits": orbits}
+        return {
+            "formula": formula,
+            "space_group": number,
+            "lattice": params,
+            "rounding": rounding,
+            "orbits": orbits,
+        }
 
     def _decode(self, text: str) -> Structure:
         parsed = self.parse(text)
         group = space_group(parsed["space_group"])
         check_lattice_parameters(*parsed["lattice"])
+        if self.strict:
+            wrong = lattice_violations(group.lattice_type, parsed["lattice"], parsed["rounding"])
+            if wrong:
+                raise DecodeError(
+                    f"lattice contradicts space group {group.number} ({group.lattice_type}): " + "; ".join(wrong)
+                )
         params = constrain_lattice(group.lattice_type, *parsed["lattice"])
         check_lattice_parameters(*params)
         lattice = Lattice.from_parameters(*params)
@@ -215,6 +235,15 @@ class WyckoffRepresentation(Representation):
             found = " ".join(f"{k}{v}" for k, v in counts.items())
             raise DecodeError(f"site count mismatch: formula says {stated}, orbits give {found}")
         return Structure(lattice, species, np.array(coords))
+
+    def lattice_snap(self, text: str) -> float | None:
+        """How far the lenient decoder moves the stated lattice onto its crystal system (max over the six
+        parameters, Angstrom or degrees; 0.0 when consistent), None when the text has no readable lattice."""
+        try:
+            parsed = self.parse(text)
+        except DecodeError:
+            return None
+        return lattice_snap(space_group(parsed["space_group"]).lattice_type, parsed["lattice"])
 
     def space_group(self, text: str) -> int | None:
         lines = text.strip().splitlines()

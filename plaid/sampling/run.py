@@ -284,7 +284,7 @@ class Sampler:
         seconds = time.perf_counter() - start
         records = []
         for it, gen in zip(batch, gens):
-            structure, error, _ = decode_sample(self.representation, it.request, gen.text)
+            structure, error, full = decode_sample(self.representation, it.request, gen.text)
             rec = {
                 "sample_id": it.sample_id,
                 "request_id": it.request.request_id,
@@ -298,6 +298,7 @@ class Sampler:
                 "text": gen.text,
                 "parsed": structure is not None,
                 "error": error,
+                "lattice_snap": self.representation.lattice_snap(full),
                 "cif": structure.to(fmt="cif") if structure is not None else None,
                 "formula": structure.composition.reduced_formula if structure is not None else None,
                 "num_sites": len(structure) if structure is not None else None,
