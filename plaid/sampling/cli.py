@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 
 logger = logging.getLogger(__name__)
 
@@ -124,17 +123,27 @@ def build_requests(args):
 
 
 def run(args) -> int:
+    from ..cli_checks import require_file, require_model_dir, require_writable_dir, require_writable_file
+    from ..errors import NothingProducedError, UsageError
     from .generate import SamplingParams, load_backend
     from .requests import RequestError
     from .run import SampleConfig, Sampler, export_structures
 
+    if args.prompt_file is not None:
+        require_file(args.prompt_file, "prompt file", "--prompt-file", "give a CSV/TSV/JSONL of requests")
+    if args.infill is not None:
+        require_file(args.infill, "structure to infill", "--infill", "give a crystal text file or a CIF")
     try:
         requests = build_requests(args)
+        if not requests:
+            raise RequestError(f"--prompt-file {args.prompt_file} holds no requests; nothing to sample")
         params = SamplingParams(args.temperature, args.top_p, args.top_k, args.max_new_tokens)
         if args.batch_size < 1:
             raise RequestError("--batch-size must be >= 1")
         if args.constrained and args.representation == "cif" and any(r.task != "infill" for r in requests):
             raise RequestError("--constrained is implemented for the wyckoff and coords representations")
+        if args.merge and args.load_in_4bit:
+            raise RequestError("--merge and --load-in-4bit exclude each other (a 4-bit base cannot be merged)")
         config = SampleConfig(
             representation=args.representation,
             batch_size=args.batch_size,
@@ -148,20 +157,26 @@ def run(args) -> int:
         )
         Sampler(None, config).check(requests)  # every request error before the model is even loaded
     except (RequestError, ValueError) as exc:
-        print(f"plaid sample: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
+    require_writable_file(args.out, "--out")
+    if args.cif_dir:
+        require_writable_dir(args.cif_dir, "--cif-dir")
+    if args.extxyz:
+        require_writable_file(args.extxyz, "--extxyz")
+    model = require_model_dir(args.model, "--model")
     backend = load_backend(
-        args.model, args.backend, device=args.device, merge=args.merge, load_in_4bit=args.load_in_4bit
+        model, args.backend, device=args.device, merge=args.merge, load_in_4bit=args.load_in_4bit
     )
     sampler = Sampler(backend, config)
     try:
         summary = sampler.run(requests, args.out, progress=not args.no_progress)
     except RequestError as exc:
-        print(f"plaid sample: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     if args.cif_dir or args.extxyz:
         from ..io import read_jsonl
 
         summary["exported"] = export_structures(read_jsonl(args.out), args.cif_dir, args.extxyz)
     print(json.dumps(summary, indent=2))
+    if not summary.get("attempts"):
+        raise NothingProducedError(f"no sample was generated for the {len(requests)} request(s); see {args.out}.summary.json")
     return 0
