@@ -288,9 +288,18 @@ def as_usage_error(option: str):
         raise UsageError(f"{option}: {exc}") from None
 
 
+def compare_settings(before: dict, wanted: dict, what: str, hint: str) -> None:
+    """UsageError listing the settings that differ between ``before`` and ``wanted`` (JSON-like dicts)."""
+    wanted = json.loads(json.dumps(wanted, default=str))
+    if before != wanted:
+        keys = sorted(k for k in set(before) | set(wanted) if before.get(k) != wanted.get(k))
+        diff = ", ".join(f"{k}: {before.get(k)!r} then, {wanted.get(k)!r} now" for k in keys[:4])
+        raise UsageError(f"{what} was started with other settings ({diff}); {hint}")
+
+
 def same_settings(path, settings: dict, what: str, hint: str) -> None:
     """Resume guard: ``path`` records the settings an output was made with; other settings are a UsageError that
-    lists what differs. The settings are recorded when ``path`` does not exist yet."""
+    lists what differs. The settings are recorded when ``path`` does not exist yet (or is unreadable)."""
     p = Path(path)
     wanted = json.loads(json.dumps(settings, default=str))
     if p.exists():
@@ -298,11 +307,8 @@ def same_settings(path, settings: dict, what: str, hint: str) -> None:
             before = json.loads(p.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             before = None
-        if isinstance(before, dict) and before != wanted:
-            keys = sorted(k for k in set(before) | set(wanted) if before.get(k) != wanted.get(k))
-            diff = ", ".join(f"{k}: {before.get(k)!r} then, {wanted.get(k)!r} now" for k in keys[:4])
-            raise UsageError(f"{what} was started with other settings ({diff}); {hint}")
         if isinstance(before, dict):
+            compare_settings(before, wanted, what, hint)
             return
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
