@@ -67,13 +67,17 @@ def require_dir(path, what: str, option: str | None = None, hint: str = "") -> P
 
 
 def looks_like_cif(path) -> bool:
-    """A CIF file (a ``data_`` block with cell or atom-site tags) rather than a table or JSONL."""
+    """A CIF file: its first line that is not blank or a comment opens a ``data_`` block. (A CDVAE CSV holds CIFs
+    in its cells, but its first line is the header.)"""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            head = fh.read(8192)
+            for line in fh:
+                stripped = line.strip()
+                if stripped and not stripped.startswith("#"):
+                    return stripped.startswith("data_")
     except OSError:
         return False
-    return bool(re.search(r"(?m)^\s*data_", head)) and ("_cell_length" in head or "_atom_site" in head)
+    return False
 
 
 def read_csv_checked(path, what: str, option: str | None = None, columns: Iterable[str] = ("cif",),
