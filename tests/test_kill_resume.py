@@ -47,8 +47,8 @@ def _dataset_rows(path: Path) -> dict:
 
 def _perov_samples(perov_csv, n: int, offset: int = 0, prompt: str = "P") -> list[dict]:
     df = pd.read_csv(perov_csv, skiprows=range(1, offset + 1), nrows=n)
-    return [{"sample_id": f"s{i:03d}", "request_id": "u", "prompt": prompt, "text": None, "parsed": True,
-             "cif": cif, "error": None} for i, cif in enumerate(df["cif"])]
+    return [{"sample_id": f"s{i:03d}", "request_id": "u", "prompt": prompt, "text": cif, "parsed": True,
+             "cif": cif, "error": None} for i, cif in enumerate(df["cif"])]  # text: no representation, so cif is read
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -57,7 +57,8 @@ def _write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------- the cases
-# Each case: (argv for an output location, "its first results are written", what a finished output holds).
+# Each case: (argv for an output location, the JSONL its results are appended to, how many lines in it mean "first
+# results written", what a finished output holds).
 
 
 def case_data_build(tmp, fx):
@@ -73,22 +74,22 @@ def case_data_build(tmp, fx):
         keep = ("n_input", "n_encoded", "failures", "split_counts", "task_counts")
         return {"encoded": encoded, "dataset": _dataset_rows(out / "dataset"), "report": {k: report[k] for k in keep}}
 
-    return argv, lambda out: _lines(out / "encoded.jsonl") >= 10, collect
+    return argv, lambda out: out / "encoded.jsonl", 10, collect
 
 
 def case_sample(tmp, fx):
     model = fx["tiny_model"]()
 
     def argv(out):
-        return ["sample", "--model", str(model), "--num-samples", "30", "--batch-size", "2", "--max-new-tokens", "24",
+        return ["sample", "--model", str(model), "--num-samples", "20", "--batch-size", "2", "--max-new-tokens", "24",
                 "--out", str(out / "s.jsonl"), "--no-progress", "--seed", "3", "--device", "cpu"]
 
     def collect(out):
         records = _unique(read_jsonl(out / "s.jsonl"), "sample_id")
-        assert set(records) == {f"unconditional-{k:05d}" for k in range(30)}
+        assert set(records) == {f"unconditional-{k:05d}" for k in range(20)}
         return {k: _drop(r, SAMPLE_TIMING) for k, r in records.items()}
 
-    return argv, lambda out: _lines(out / "s.jsonl") >= 4, collect
+    return argv, lambda out: out / "s.jsonl", 4, collect
 
 
 def case_evaluate(tmp, fx):
@@ -110,7 +111,7 @@ def case_evaluate(tmp, fx):
         rates = {k: v for k, v in report.items() if k.endswith("_rate") or k in ("n_samples", "counts", "denominators")}
         return {"rows": rows, "rates": rates}
 
-    return argv, lambda out: _lines(out / "checks.jsonl") >= 2, collect
+    return argv, lambda out: out / "checks.jsonl", 2, collect
 
 
 def case_relax(tmp, fx):
@@ -126,7 +127,7 @@ def case_relax(tmp, fx):
         assert len(records) == 6
         return {k: (r["status"], round(r["energy_per_atom"], 5), r["n_steps"]) for k, r in records.items()}
 
-    return argv, lambda out: _lines(out / "relax.jsonl") >= 1, collect
+    return argv, lambda out: out / "relax.jsonl", 1, collect
 
 
 def case_pairs(tmp, fx):
@@ -140,7 +141,7 @@ def case_pairs(tmp, fx):
     def argv(out):  # every relaxed sample accepted (threshold 10 eV/atom), the unparsed ones rejected
         return ["pairs", str(samples), "--out", str(out / "pairs"), "--reference", str(reference), "--relaxer",
                 "m3gnet", "--model-path", str(fx["m3gnet_path"]), "--max-steps", "15", "--batch-size", "1",
-                "--threshold", "10", "--test-size", "0.25"]
+                "--threshold", "10", "--test-size", "0.25", "--device", "cpu"]
 
     def collect(out):
         labels = _unique(read_jsonl(out / "pairs_labels" / "labels.jsonl"), "sample_id")
@@ -148,7 +149,7 @@ def case_pairs(tmp, fx):
         assert len(labels) == 8 and len(relaxed) == 5
         return {"labels": labels, "pairs": _dataset_rows(out / "pairs")}
 
-    return argv, lambda out: _lines(out / "pairs_labels" / "relax.jsonl") >= 1, collect
+    return argv, lambda out: out / "pairs_labels" / "relax.jsonl", 1, collect
 
 
 def case_align(tmp, fx):
@@ -177,7 +178,7 @@ def case_align(tmp, fx):
         return {"samples": {k: _drop(r, SAMPLE_TIMING) for k, r in samples.items()}, "labels": labels,
                 "pairs": _dataset_rows(d / "pairs")}
 
-    return argv, lambda out: _lines(out / "iter_1" / "samples.jsonl") >= 2, collect
+    return argv, lambda out: out / "iter_1" / "samples.jsonl", 2, collect
 
 
 CASES = {"data build": case_data_build, "sample": case_sample, "evaluate": case_evaluate, "relax": case_relax,
@@ -222,6 +223,7 @@ def fx(tmp_path_factory, perov_csv, m3gnet_path):
 
 
 def _start_and_kill(argv: list[str], started, out: Path, timeout: float = 300) -> None:
+    """Run ``plaid ARGV`` in a subprocess and SIGKILL it (and its children) once ``started(out)``."""
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     proc = subprocess.Popen([sys.executable, "-m", "plaid.cli", *argv], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
@@ -255,12 +257,16 @@ def one_thread():
 @pytest.mark.parametrize("command", list(CASES))
 def test_killed_command_resumes_to_the_uninterrupted_result(command, fx, tmp_path, monkeypatch, capsys, one_thread):
     monkeypatch.setenv("PLAID_CACHE_DIR", str(tmp_path / "cache"))  # reference caches: shared by the three runs
-    argv, started, collect = CASES[command](tmp_path, fx)
+    argv, journal, first, collect = CASES[command](tmp_path, fx)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     for d in (killed, clean):
         if command in ("sample", "relax", "pairs"):
             d.mkdir()
-    _start_and_kill(argv(killed), started, killed)
+    _start_and_kill(argv(killed), lambda out: _lines(journal(out)) >= first, killed)
+    before = read_jsonl(journal(killed))  # a torn last line is ignored, as the resuming writer does
     assert main(argv(killed)) == 0, capsys.readouterr().err[-3000:]  # the same arguments: resumes
+    after = read_jsonl(journal(killed))
+    assert len(after) > len(before) >= first
+    assert after[: len(before)] == before  # what was written before the kill is kept as it was
     assert main(argv(clean)) == 0, capsys.readouterr().err[-3000:]
     assert collect(killed) == collect(clean)
