@@ -320,7 +320,7 @@ def same_settings(path, settings: dict, what: str, hint: str) -> None:
     os.replace(tmp, p)
 
 
-def _read_results(path, option: str) -> list[dict]:
+def read_results(path, option: str) -> list[dict]:
     """The records of a resumable JSONL output (a torn last line is ignored, a corrupt one elsewhere is not)."""
     from .io import read_jsonl
 
@@ -352,7 +352,7 @@ def check_relax(args) -> None:
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout must be > 0 seconds, got {args.timeout}")
     wanted = {"name": args.relaxer, "fmax": args.fmax, "max_steps": args.max_steps, "filter": args.filter}
-    for record in _read_results(out, "--out") if out.exists() else []:
+    for record in read_results(out, "--out") if out.exists() else []:
         settings = record.get("settings") or {}
         differ = [k for k in RELAX_SETTINGS if k in settings and settings[k] != wanted[k]]
         if differ:
@@ -366,7 +366,7 @@ def relax_outcome(args) -> None:
 
     from .errors import NothingProducedError
 
-    records = _read_results(args.out, "--out") if Path(args.out).exists() else []
+    records = read_results(args.out, "--out") if Path(args.out).exists() else []
     ok = [r for r in records if r.get("status") in ("converged", "max_steps")]
     if not ok:
         counts = dict(Counter(r.get("status") for r in records))

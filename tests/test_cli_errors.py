@@ -271,6 +271,15 @@ def test_resume_with_other_settings_is_refused(files, tmp_path, capsys):
     out.write_text(json.dumps({"id": "x", "status": "converged", "settings": {
         "name": "chgnet", "model_version": "CHGNet 0.3.0", "fmax": 0.05, "max_steps": 500, "filter": "frechet"}}) + "\n")
     _fails(["relax", files["reference"], "--out", out], capsys, needles=["other settings", "fmax"])
+    # sample: samples drawn at another temperature, or from another model, are not continued
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"")
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"sample_id": "unconditional-00000", "temperature": 0.7, "top_p": 1.0, "top_k": 0,
+                                   "constrained": False, "model": str(model)}) + "\n")
+    _fails(["sample", "--model", model, "--out", samples], capsys, needles=["other settings", "temperature 0.7"])
     # pairs: labels made with another labeller
     labels = tmp_path / "pairs_labels"
     labels.mkdir()

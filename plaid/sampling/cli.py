@@ -122,6 +122,33 @@ def build_requests(args):
     return [make_request("conditional" if given else "unconditional", given, args.num_samples)]
 
 
+def _check_resume_settings(args, model: str) -> None:
+    """Samples already in --out must come from the same model and sampling settings (the sampler itself checks
+    prompts, seed and representation): mixing them would make one file describe two distributions."""
+    from pathlib import Path
+
+    from ..cli_checks import read_results
+    from ..errors import UsageError
+
+    if not Path(args.out).exists():
+        return
+    records = read_results(args.out, "--out")
+    if not records:
+        return
+    first = records[0]
+    wanted = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
+              "constrained": args.constrained}
+    if args.max_new_tokens is not None:
+        wanted["max_new_tokens"] = args.max_new_tokens
+    differ = [f"{k} {first.get(k)!r} then, {v!r} now" for k, v in wanted.items() if k in first and first[k] != v]
+    before = first.get("model")
+    if before and Path(before).exists() and Path(model).exists() and Path(before).resolve() != Path(model).resolve():
+        differ.append(f"model {before} then, {model} now")
+    if differ:
+        raise UsageError(f"--out: {args.out} holds samples made with other settings ({', '.join(differ)}); re-run "
+                         "with the same settings to resume, or give another --out to start clean")
+
+
 def run(args) -> int:
     from ..cli_checks import require_file, require_model_dir, require_writable_dir, require_writable_file
     from ..errors import NothingProducedError, UsageError
@@ -164,6 +191,7 @@ def run(args) -> int:
     if args.extxyz:
         require_writable_file(args.extxyz, "--extxyz")
     model = require_model_dir(args.model, "--model")
+    _check_resume_settings(args, model)
     backend = load_backend(
         model, args.backend, device=args.device, merge=args.merge, load_in_4bit=args.load_in_4bit
     )
