@@ -98,10 +98,39 @@ def _check_build(args: argparse.Namespace) -> tuple[float, ...]:
 
 def _build(args: argparse.Namespace) -> int:
     from ..errors import NothingProducedError
-    from . import build_dataset
+
+    import urllib.error
 
     fractions = _check_build(args)
-    dataset, report = build_dataset(
+    try:
+        dataset, report = _run_build(args, fractions)
+    except (FileNotFoundError, urllib.error.URLError) as exc:  # a named dataset not found locally nor downloadable
+        from .sources import NAMED_DATASETS
+
+        if args.source not in NAMED_DATASETS:
+            raise
+        from ..errors import InputError
+
+        raise InputError(f"source {args.source}: {exc}; put {args.source}/<split>.csv under --data-root or "
+                         "PLAID_DATA_DIR") from None
+    print(json.dumps({k: report.to_dict()[k] for k in ("n_input", "n_encoded", "failures", "split_counts")}, indent=2))
+    if report.n_encoded == 0:
+        raise NothingProducedError(
+            f"0 of {report.n_input} structures encoded (failures: {report.failures or 'none'}); the reasons are in "
+            f"{args.out}/failures.jsonl and {args.out}/build_report.json"
+        )
+    if args.push_to_hub:
+        from huggingface_hub import DatasetCard
+
+        dataset.push_to_hub(args.push_to_hub)
+        DatasetCard.load(f"{args.out}/README.md").push_to_hub(args.push_to_hub, repo_type="dataset")
+    return 0
+
+
+def _run_build(args: argparse.Namespace, fractions: tuple[float, ...]):
+    from . import build_dataset
+
+    return build_dataset(
         args.source,
         args.representation,
         out_dir=args.out,
@@ -115,18 +144,6 @@ def _build(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         chunk_size=args.chunk_size,
     )
-    print(json.dumps({k: report.to_dict()[k] for k in ("n_input", "n_encoded", "failures", "split_counts")}, indent=2))
-    if report.n_encoded == 0:
-        raise NothingProducedError(
-            f"0 of {report.n_input} structures encoded (failures: {report.failures or 'none'}); the reasons are in "
-            f"{args.out}/failures.jsonl and {args.out}/build_report.json"
-        )
-    if args.push_to_hub:
-        from huggingface_hub import DatasetCard
-
-        dataset.push_to_hub(args.push_to_hub)
-        DatasetCard.load(f"{args.out}/README.md").push_to_hub(args.push_to_hub, repo_type="dataset")
-    return 0
 
 
 def _info(args: argparse.Namespace) -> int:

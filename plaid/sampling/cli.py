@@ -192,9 +192,14 @@ def run(args) -> int:
         require_writable_file(args.extxyz, "--extxyz")
     model = require_model_dir(args.model, "--model")
     _check_resume_settings(args, model)
-    backend = load_backend(
-        model, args.backend, device=args.device, merge=args.merge, load_in_4bit=args.load_in_4bit
-    )
+    try:
+        backend = load_backend(
+            model, args.backend, device=args.device, merge=args.merge, load_in_4bit=args.load_in_4bit
+        )
+    except ImportError as exc:  # an optional backend that is not installed (vLLM, bitsandbytes)
+        if args.backend == "hf" and not args.load_in_4bit:
+            raise
+        raise UsageError(f"--backend {args.backend}{' --load-in-4bit' if args.load_in_4bit else ''}: {exc}") from None
     sampler = Sampler(backend, config)
     try:
         summary = sampler.run(requests, args.out, progress=not args.no_progress)
