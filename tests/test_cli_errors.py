@@ -243,6 +243,8 @@ def test_push_card_only_checks_the_run(files, tmp_path, capsys):
     (run / "plaid_run.json").write_text("{not json")
     _fails(["push", run, "me/model", "--card-only"], capsys, needles=["plaid_run.json", "not valid JSON"])
     (run / "plaid_run.json").write_text("{}")
+    _fails(["push", run, "me/model", "--card-only"], capsys, needles=["lacks plaid_args"])
+    (run / "plaid_run.json").write_text(json.dumps({"plaid_args": {}, "model_args": {}, "training_args": {}}))
     _fails(["push", run, "not a repo id", "--card-only"], capsys, needles=["REPO_ID"])
     _fails(["push", run, "me/model", "--card-only", "--eval-report", files["missing"]], capsys,
            needles=["--eval-report"])
@@ -384,3 +386,21 @@ def test_subprocess_exit_codes_and_stderr(files, tmp_path):
     proc = _run("evaluate", files["missing"], "--reference", files["reference"], "--out", tmp_path / "e",
                 env={"PLAID_DEBUG": "1"})
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "plaid.errors.InputError" in proc.stderr
+
+
+def test_valid_push_and_merge_pass_the_checks(tmp_path, perov_csv, capsys):
+    """The checks accept a real (tiny) recipe run: push --card-only writes the card, merge writes a model."""
+    from plaid.training.args import parse_recipe_config
+    from plaid.training.run import run_sft
+
+    args = parse_recipe_config(
+        "sft", ROOT / "recipes/configs/tiny/sft.yaml", "--output_dir", str(tmp_path / "sft"), "--dataset_source",
+        str(perov_csv), "--max_structures", "8", "--max_steps", "1", "--per_device_train_batch_size", "4",
+    )
+    run = run_sft(*args)
+    assert main(["push", str(run), "me/tiny", "--card-only"]) == 0, capsys.readouterr().err[-2000:]
+    assert (Path(run) / "README.md").exists()
+    merged = tmp_path / "merged"
+    assert main(["merge", str(run), str(merged), "--dtype", "float32"]) == 0, capsys.readouterr().err[-2000:]
+    assert (merged / "config.json").exists()
+    _fails(["merge", merged, tmp_path / "again"], capsys, needles=["not a LoRA adapter"], absent=[tmp_path / "again"])

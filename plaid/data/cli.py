@@ -97,9 +97,9 @@ def _check_build(args: argparse.Namespace) -> tuple[float, ...]:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ..errors import NothingProducedError
-
     import urllib.error
+
+    from ..errors import NothingProducedError
 
     fractions = _check_build(args)
     try:

@@ -50,7 +50,12 @@ def _check_run_dir(path, option: str):
         from ..errors import InputError
 
         raise InputError(f"{option}: {path} has no plaid_run.json; give the output_dir of a plaid recipe run")
-    require_json_file(run, "run record", option, "re-run the recipe or restore the file")
+    record = require_json_file(run, "run record", option, "re-run the recipe or restore the file")
+    missing = [k for k in ("plaid_args", "model_args", "training_args") if k not in record]
+    if missing:
+        from ..errors import InputError
+
+        raise InputError(f"{option}: {run} lacks {', '.join(missing)}; it was not written by a plaid recipe run")
 
 
 def _push(args) -> int:
