@@ -185,6 +185,24 @@ def require_json_file(path, what: str, option: str | None = None, hint: str = ""
     return value
 
 
+HULL_SUFFIXES = (".pkl", ".pkl.gz", ".pickle", ".pickle.gz", ".json", ".json.gz")
+
+
+def require_hull(path=None, reference_csv=None, option: str = "--hull", reference_option: str = "--reference") -> None:
+    """A hull file of a known type, or (offline hull from ``reference_csv``) the MP elemental references it needs."""
+    if path is not None:
+        p = require_file(path, "MP hull", option, "give 2023-02-07-ppd-mp.pkl.gz or MP entries .json.gz")
+        if not p.name.lower().endswith(HULL_SUFFIXES):
+            raise InputError(f"{option}: {p} is not a hull file (expected a .pkl.gz PatchedPhaseDiagram or MP entries "
+                             ".json.gz)")
+    elif reference_csv is not None:
+        from .hull import MP_ELEMENTAL_REFS_NAME, _default_elemental_refs
+
+        if _default_elemental_refs() is None:
+            raise InputError(f"{reference_option}: an offline hull needs the MP elemental reference entries "
+                             f"({MP_ELEMENTAL_REFS_NAME}) in $PLAID_DATA_DIR/mp/ or the plaid cache; none found")
+
+
 # --------------------------------------------------------------------------------------------------- models
 
 
@@ -341,10 +359,9 @@ def check_relax(args) -> None:
     out = require_writable_file(args.out, "--out")
     if args.model_path is not None and not Path(args.model_path).expanduser().exists():
         raise InputError(f"--model-path: {args.model_path} does not exist; give the MLIP weights")
-    if args.hull is not None:
-        require_file(args.hull, "MP hull", "--hull", "give 2023-02-07-ppd-mp.pkl.gz or MP entries .json.gz")
     if args.reference_csv is not None:
         read_csv_checked(args.reference_csv, "offline hull reference", "--reference-csv")
+    require_hull(args.hull, args.reference_csv, reference_option="--reference-csv")
     require_positive(args.max_steps, "--max-steps")
     require_positive(args.batch_size, "--batch-size")
     if args.fmax <= 0:

@@ -138,6 +138,8 @@ def _matrix():
          ["corrupt line"]),
         ("evaluate", "missing_reference", ["evaluate", "{samples}", "--reference", "{missing}", "--out", "{o}"],
          ["--reference", "does not exist"]),
+        ("evaluate", "hull_wrong_format", ["evaluate", "{samples}", "--reference", ref, "--out", "{o}", "--hull", "{cif}"],
+         ["--hull", "not a hull file"]),
         ("evaluate", "unwritable", ["evaluate", "{samples}", "--reference", ref, "--out", "{unwritable_dir}"],
          ["--out"]),
         ("evaluate", "incompatible", ["evaluate", "{samples}", "--reference", ref, "--out", "{o}", "--no-relax",
@@ -163,6 +165,7 @@ def _matrix():
         ("relax", "not_model", ["relax", ref, "--out", "{o}.jsonl", "--model-path", "{dir}/no-weights"],
          ["--model-path", "does not exist"]),
         ("relax", "unwritable", ["relax", ref, "--out", "{unwritable_file}"], ["--out", "is a file"]),
+        ("relax", "hull_wrong_format", ["relax", ref, "--out", "{o}.jsonl", "--hull", ref], ["--hull", "not a hull file"]),
         # plaid pairs
         ("pairs", "missing", ["pairs", "{missing_jsonl}", "--out", "{o}", "--reference", ref], ["does not exist"]),
         ("pairs", "empty", ["pairs", "{empty_jsonl}", "--out", "{o}", "--reference", ref], ["no records"]),

@@ -82,6 +82,7 @@ def _check_evaluate(args: argparse.Namespace) -> None:
     from ..cli_checks import (
         read_csv_checked,
         require_file,
+        require_hull,
         require_positive,
         require_samples,
         require_writable_dir,
@@ -99,8 +100,7 @@ def _check_evaluate(args: argparse.Namespace) -> None:
         require_file(args.oxidation_states, "oxidation-state table", "--oxidation-states",
                      "give smact14, icsd24 or a table file")
     if not args.no_relax:
-        if args.hull is not None:
-            require_file(args.hull, "MP hull", "--hull", "give 2023-02-07-ppd-mp.pkl.gz or MP entries .json.gz")
+        require_hull(args.hull)  # without --hull the reference's formation energies (if any) give an offline hull
         if args.relaxer_model is not None and not Path(args.relaxer_model).expanduser().exists():
             raise InputError(f"--relaxer-model: {args.relaxer_model} does not exist; give the MLIP weights")
     elif args.hull is not None or args.relaxer_model is not None:

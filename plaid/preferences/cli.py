@@ -60,8 +60,8 @@ def _check_pairs(args: argparse.Namespace) -> None:
         read_csv_checked,
         read_jsonl_checked,
         require_dir,
-        require_file,
         require_fraction,
+        require_hull,
         require_positive,
         require_writable_dir,
         same_settings,
@@ -91,8 +91,7 @@ def _check_pairs(args: argparse.Namespace) -> None:
     if args.hull is None and args.reference is None:
         raise UsageError("give --hull (MP hull) or --reference (training CSV for an offline hull), or --labels "
                          "EVAL_DIR")
-    if args.hull is not None:
-        require_file(args.hull, "MP hull", "--hull", "give 2023-02-07-ppd-mp.pkl.gz or MP entries .json.gz")
+    require_hull(args.hull, args.reference)
     if args.model_path is not None and not Path(args.model_path).expanduser().exists():
         raise InputError(f"--model-path: {args.model_path} does not exist; give the MLIP weights directory")
     require_positive(args.max_steps, "--max-steps")
@@ -146,6 +145,7 @@ def _check_align(args: argparse.Namespace):
         compare_settings,
         read_csv_checked,
         require_file,
+        require_hull,
         require_model_dir,
         require_writable_dir,
     )
@@ -160,8 +160,7 @@ def _check_align(args: argparse.Namespace):
         raise InputError(f"--config: {args.config} is not valid YAML ({str(exc).splitlines()[0]})") from None
     require_model_dir(config.sft_adapter, "sft_adapter", adapter_only=True)
     require_file(config.dpo_config, "DPO recipe config", "dpo_config", "give a recipes/configs/.../dpo*.yaml")
-    if config.hull is not None:
-        require_file(config.hull, "MP hull", "hull")
+    require_hull(config.hull, config.reference, option="hull", reference_option="reference")
     if config.reference is not None:
         read_csv_checked(config.reference, "training set", "reference")
     if config.relaxer_model_path is not None and not Path(config.relaxer_model_path).expanduser().exists():
