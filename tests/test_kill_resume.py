@@ -93,9 +93,9 @@ def case_sample(tmp, fx):
 
 
 def case_evaluate(tmp, fx):
-    samples = _write_jsonl(tmp / "samples.jsonl", _perov_samples(fx["perov_csv"], 16, offset=40))
+    samples = _write_jsonl(tmp / "samples.jsonl", _perov_samples(fx["perov_csv"], 12, offset=40))
     reference = tmp / "reference.csv"
-    pd.read_csv(fx["perov_csv"], nrows=16).to_csv(reference, index=False)
+    pd.read_csv(fx["perov_csv"], nrows=12).to_csv(reference, index=False)
 
     def argv(out):
         return ["evaluate", str(samples), "--reference", str(reference), "--out", str(out), "--dataset", "perov_5",
@@ -116,22 +116,22 @@ def case_evaluate(tmp, fx):
 
 def case_relax(tmp, fx):
     source = tmp / "structures.csv"
-    pd.read_csv(fx["perov_csv"], nrows=6)[["material_id", "cif"]].to_csv(source, index=False)
+    pd.read_csv(fx["perov_csv"], nrows=4)[["material_id", "cif"]].to_csv(source, index=False)
 
     def argv(out):
-        return ["relax", str(source), "--out", str(out / "relax.jsonl"), "--relaxer", "chgnet", "--max-steps", "25",
+        return ["relax", str(source), "--out", str(out / "relax.jsonl"), "--relaxer", "chgnet", "--max-steps", "20",
                 "--batch-size", "1", "--no-progress"]
 
     def collect(out):
         records = _unique(read_jsonl(out / "relax.jsonl"), "id")
-        assert len(records) == 6
+        assert len(records) == 4
         return {k: (r["status"], round(r["energy_per_atom"], 5), r["n_steps"]) for k, r in records.items()}
 
     return argv, lambda out: out / "relax.jsonl", 1, collect
 
 
 def case_pairs(tmp, fx):
-    records = _perov_samples(fx["perov_csv"], 5, offset=60)
+    records = _perov_samples(fx["perov_csv"], 4, offset=60)
     records += [{"sample_id": f"u{i}", "request_id": "u", "prompt": "P", "text": "Sr1 Ti", "parsed": False, "cif": None,
                  "error": "truncated"} for i in range(3)]
     samples = _write_jsonl(tmp / "samples.jsonl", records)
@@ -140,13 +140,13 @@ def case_pairs(tmp, fx):
 
     def argv(out):  # every relaxed sample accepted (threshold 10 eV/atom), the unparsed ones rejected
         return ["pairs", str(samples), "--out", str(out / "pairs"), "--reference", str(reference), "--relaxer",
-                "m3gnet", "--model-path", str(fx["m3gnet_path"]), "--max-steps", "15", "--batch-size", "1",
+                "m3gnet", "--model-path", str(fx["m3gnet_path"]), "--max-steps", "10", "--batch-size", "1",
                 "--threshold", "10", "--test-size", "0.25", "--device", "cpu"]
 
     def collect(out):
         labels = _unique(read_jsonl(out / "pairs_labels" / "labels.jsonl"), "sample_id")
         relaxed = _unique(read_jsonl(out / "pairs_labels" / "relax.jsonl"), "id")
-        assert len(labels) == 8 and len(relaxed) == 5
+        assert len(labels) == 7 and len(relaxed) == 4
         return {"labels": labels, "pairs": _dataset_rows(out / "pairs")}
 
     return argv, lambda out: out / "pairs_labels" / "relax.jsonl", 1, collect
@@ -161,7 +161,7 @@ def case_align(tmp, fx):
         config = out.with_name(out.name + ".yaml")
         config.write_text("\n".join([
             f"sft_adapter: {adapter}", f"output_dir: {out}", f"dpo_config: {ROOT}/recipes/configs/tiny/dpo.yaml",
-            f"reference: {reference}", f"relaxer_model_path: {fx['m3gnet_path']}", "iterations: 1", "num_samples: 8",
+            f"reference: {reference}", f"relaxer_model_path: {fx['m3gnet_path']}", "iterations: 1", "num_samples: 6",
             "batch_size: 2", "temperatures: [1.0]", "constrained: true", "relax_max_steps: 5", "relax_batch_size: 2",
             "threshold: 10.0", "test_size: 0.25",
             "grammar_options: {max_atoms: 6, max_elements: 3, length_range: [3.0, 7.0]}",
@@ -173,7 +173,7 @@ def case_align(tmp, fx):
         d = out / "iter_1"
         samples = _unique(read_jsonl(d / "samples.jsonl"), "sample_id")
         labels = _unique(read_jsonl(d / "labels" / "labels.jsonl"), "sample_id")
-        assert len(samples) == 8 and len(labels) == 8
+        assert len(samples) == 6 and len(labels) == 6
         assert (d / "dpo" / "adapter_model.safetensors").exists() and (d / "dpo.done").exists()
         return {"samples": {k: _drop(r, SAMPLE_TIMING) for k, r in samples.items()}, "labels": labels,
                 "pairs": _dataset_rows(d / "pairs")}
