@@ -2,7 +2,8 @@
 
 Each check raises :class:`plaid.errors.InputError` or :class:`plaid.errors.UsageError` with one sentence that
 names the option and the path, says what is wrong and what to give instead. The checks are cheap (headers, first
-bytes, one parse of a CSV) and never create the outputs they check.
+bytes, one parse of a CSV) and never create the outputs they check; the one thing written is the settings record
+of a resume guard (:func:`same_settings`), called after every other check of a command has passed.
 """
 
 from __future__ import annotations
