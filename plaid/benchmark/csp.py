@@ -95,7 +95,7 @@ def run_csp_benchmark(
     model: str, targets: str, out_dir: str | Path, config: CSPBenchmarkConfig | None = None, backend=None
 ) -> dict:
     """Sample candidates for each target, evaluate CSP, write ``results.json`` and ``table.md``; returns results."""
-    from ..evaluation.csp import evaluate_csp
+    from ..evaluation.csp import run_csp
     from ..sampling.generate import SamplingParams, load_backend
     from ..sampling.requests import read_prompt_file
     from ..sampling.run import SampleConfig, Sampler
@@ -127,7 +127,7 @@ def run_csp_benchmark(
     if backend is None:
         backend = load_backend(model, "hf", device=cfg.device)
     summary = Sampler(backend, sample_config).run(requests, out / SAMPLES_FILE)
-    report = evaluate_csp(
+    report = run_csp(
         out / SAMPLES_FILE,
         out / TARGETS_FILE,
         out / "csp",
@@ -147,6 +147,7 @@ def run_csp_benchmark(
             "samples_parsed": report["n_samples_parsed"],
             "candidates_ok": report["n_candidates_ok"],
             "samples_unassigned": report["n_samples_unassigned"],
+            "assignment": report.get("assignment"),
             "matched": {k: v.get("n_matched") for k, v in report["metrics"].items()},
         },
         "settings": {

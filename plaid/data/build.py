@@ -206,12 +206,16 @@ def build_dataset(
     source_splits: tuple[str, ...] | None = None,
     data_root: str | os.PathLike | None = None,
     base_url: str | None = None,
+    chunk_size: int = 2000,
 ):
     """Build (and with ``out_dir``, save) a ``DatasetDict`` of prompt/completion rows; returns (dataset, report).
 
     Splits: with ``split_fractions`` given, a seeded split by structure (``(1, 0, 0)``: the whole source is the
     training split). Without, the source's own splits when it has several; a source that is one named split (e.g.
-    ``hf:owner/name:train``) is used whole as that split; otherwise 90/5/5 by structure."""
+    ``hf:owner/name:train``) is used whole as that split; otherwise 90/5/5 by structure.
+
+    ``build_report.json`` is written last: a directory that has one holds a finished build. ``chunk_size``
+    structures are encoded between appends to ``encoded.jsonl`` (the points a killed build resumes from)."""
     from datasets import Dataset, DatasetDict, Features, Value
 
     t0 = time.perf_counter()
@@ -223,12 +227,13 @@ def build_dataset(
     out_path = Path(out_dir) if out_dir else None
     if out_path:
         out_path.mkdir(parents=True, exist_ok=True)
+        (out_path / "build_report.json").unlink(missing_ok=True)  # a previous build's report: not this build's
     cache = None
     if out_path:
         cache = out_path / ENCODED_FILE
         _invalidate_stale_cache(cache, {"source": source_desc, "representation": representation,
                                         "options": representation_options or {}, "max_structures": max_structures})
-    enc = encode_frame(df, representation, representation_options, num_proc, cache)
+    enc = encode_frame(df, representation, representation_options, num_proc, cache, chunk_size=chunk_size)
 
     failed = enc[enc["text"].isna()]
     good = enc[enc["text"].notna()].reset_index(drop=True)
@@ -283,11 +288,14 @@ def build_dataset(
         with open(out_path / "failures.jsonl", "w", encoding="utf-8") as fh:
             for rec in failed[["uid", "material_id", "error"]].to_dict("records"):
                 fh.write(json.dumps({**rec, "reason": failure_reason(rec["error"])}) + "\n")
-        (out_path / "build_report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
         from .card import dataset_card
 
         dataset_card(report, DEFAULT_TASK_MIX).save(out_path / "README.md")
-        (out_path / "dataset" / "README.md").write_text((out_path / "README.md").read_text())
+        if (out_path / "dataset").is_dir():
+            (out_path / "dataset" / "README.md").write_text((out_path / "README.md").read_text())
+        tmp = out_path / "build_report.json.tmp"
+        tmp.write_text(json.dumps(report.to_dict(), indent=2, default=str))
+        os.replace(tmp, out_path / "build_report.json")
     log.info(
         "built %s: %d/%d structures encoded, %s", representation, report.n_encoded, report.n_input,
         report.split_counts,

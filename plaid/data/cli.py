@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     build.add_argument("--data-root", default=None, help="directory holding <name>/<split>.csv")
     build.add_argument("--max-structures", type=int, default=None)
     build.add_argument("--num-proc", type=int, default=1)
+    build.add_argument(
+        "--chunk-size", type=int, default=2000, help="structures encoded between writes to encoded.jsonl (resume points)"
+    )
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="also push the dataset and its card")
     build.set_defaults(func=_build)
@@ -48,11 +51,93 @@ def register(subparsers) -> None:
     data.set_defaults(func=lambda args: data.print_help() or 2)
 
 
+def _check_build(args: argparse.Namespace) -> tuple[float, ...] | None:
+    """Every argument error before anything is encoded or written; returns the split fractions."""
+    from pathlib import Path
+
+    from ..cli_checks import (
+        as_usage_error,
+        read_csv_checked,
+        require_dir,
+        require_positive,
+        require_structure_source,
+        require_writable_dir,
+    )
+    from ..errors import InputError
+    from .build import assign_splits
+    from .sources import NAMED_DATASETS
+    from .tasks import parse_task_mix
+
+    if args.source.startswith("hf:"):
+        if "/" not in args.source[3:]:
+            raise InputError(f"source {args.source}: give hf:owner/name[:split]")
+    elif args.source in NAMED_DATASETS:
+        if args.data_root is not None:
+            require_dir(args.data_root, "data root", "--data-root")
+        known = NAMED_DATASETS[args.source].splits
+        unknown = [s for s in (args.source_splits or "").split(",") if s and s not in known]
+        if unknown:
+            raise InputError(f"--source-splits: {args.source} has splits {', '.join(known)}, not {', '.join(unknown)}")
+    else:
+        source = Path(args.source).expanduser()
+        if source.is_dir():
+            require_structure_source(source, "source")
+        elif source.exists() or source.suffix:
+            read_csv_checked(source, "source", hint="give a CDVAE-format CSV (material_id, cif, ...), a directory "
+                                                    "of .cif files, hf:owner/name or a named dataset")
+        else:
+            raise InputError(f"source {args.source} is not a file, a directory, hf:owner/name, or one of "
+                             f"{', '.join(NAMED_DATASETS)}")
+    require_writable_dir(args.out, "--out")
+    fractions = None  # the source's own splits, else the builder's default
+    if args.splits:
+        with as_usage_error("--splits"):
+            fractions = tuple(float(x) for x in args.splits.split(","))
+            assign_splits([], fractions, 0)
+    with as_usage_error("--task-mix"):
+        parse_task_mix(args.task_mix)
+    require_positive(args.examples_per_structure, "--examples-per-structure")
+    require_positive(args.max_structures, "--max-structures")
+    require_positive(args.num_proc, "--num-proc")
+    require_positive(args.chunk_size, "--chunk-size")
+    return fractions
+
+
 def _build(args: argparse.Namespace) -> int:
+    import urllib.error
+
+    from ..errors import NothingProducedError
+
+    fractions = _check_build(args)
+    try:
+        dataset, report = _run_build(args, fractions)
+    except (FileNotFoundError, urllib.error.URLError) as exc:  # a named dataset not found locally nor downloadable
+        from .sources import NAMED_DATASETS
+
+        if args.source not in NAMED_DATASETS:
+            raise
+        from ..errors import InputError
+
+        raise InputError(f"source {args.source}: {exc}; put {args.source}/<split>.csv under --data-root or "
+                         "PLAID_DATA_DIR") from None
+    print(json.dumps({k: report.to_dict()[k] for k in ("n_input", "n_encoded", "failures", "split_counts")}, indent=2))
+    if report.n_encoded == 0:
+        raise NothingProducedError(
+            f"0 of {report.n_input} structures encoded (failures: {report.failures or 'none'}); the reasons are in "
+            f"{args.out}/failures.jsonl and {args.out}/build_report.json"
+        )
+    if args.push_to_hub:
+        from huggingface_hub import DatasetCard
+
+        dataset.push_to_hub(args.push_to_hub)
+        DatasetCard.load(f"{args.out}/README.md").push_to_hub(args.push_to_hub, repo_type="dataset")
+    return 0
+
+
+def _run_build(args: argparse.Namespace, fractions: tuple[float, ...] | None):
     from . import build_dataset
 
-    fractions = tuple(float(x) for x in args.splits.split(",")) if args.splits else None
-    dataset, report = build_dataset(
+    return build_dataset(
         args.source,
         args.representation,
         out_dir=args.out,
@@ -64,21 +149,20 @@ def _build(args: argparse.Namespace) -> int:
         max_structures=args.max_structures,
         source_splits=tuple(args.source_splits.split(",")) if args.source_splits else None,
         data_root=args.data_root,
+        chunk_size=args.chunk_size,
     )
-    print(json.dumps({k: report.to_dict()[k] for k in ("n_input", "n_encoded", "failures", "split_counts")}, indent=2))
-    if args.push_to_hub:
-        from huggingface_hub import DatasetCard
-
-        dataset.push_to_hub(args.push_to_hub)
-        DatasetCard.load(f"{args.out}/README.md").push_to_hub(args.push_to_hub, repo_type="dataset")
-    return 0
 
 
 def _info(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..cli_checks import require_dir, require_json_file
+
+    require_dir(args.path, "built dataset")
     report = Path(args.path) / "build_report.json"
     if not report.exists():
-        raise SystemExit(f"{report} not found: not a plaid-built dataset directory")
-    print(report.read_text())
+        from ..errors import InputError
+
+        raise InputError(f"{report} not found: {args.path} is not a finished plaid data build (run plaid data build)")
+    print(json.dumps(require_json_file(report, "build report"), indent=2))
     return 0

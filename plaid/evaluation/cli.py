@@ -94,8 +94,47 @@ def _print_summary(report: dict, keys: list[str]) -> None:
         print(f"{k:>24}: {v:.4f}" if isinstance(v, float) else f"{k:>24}: {v}")
 
 
+def _check_evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from ..cli_checks import (
+        read_csv_checked,
+        require_file,
+        require_hull,
+        require_positive,
+        require_samples,
+        require_writable_dir,
+    )
+    from ..errors import InputError, UsageError
+
+    require_samples(args.samples, "samples")
+    read_csv_checked(args.reference, "training set", "--reference")
+    if args.coverage_reference is not None:
+        read_csv_checked(args.coverage_reference, "coverage reference", "--coverage-reference")
+    require_writable_dir(args.out, "--out")
+    if args.comp_scaler is not None:
+        require_file(args.comp_scaler, "Magpie scaler", "--comp-scaler", "give an .npz with 'means' and 'stds'")
+    if args.oxidation_states not in ("smact14", "icsd24"):
+        require_file(args.oxidation_states, "oxidation-state table", "--oxidation-states",
+                     "give smact14, icsd24 or a table file")
+    if not args.no_relax:
+        require_hull(args.hull)  # without --hull the reference's formation energies (if any) give an offline hull
+        if args.relaxer_model is not None and not Path(args.relaxer_model).expanduser().exists():
+            raise InputError(f"--relaxer-model: {args.relaxer_model} does not exist; give the MLIP weights")
+    elif args.hull is not None or args.relaxer_model is not None:
+        raise UsageError("--hull and --relaxer-model need relaxation: drop them or drop --no-relax")
+    require_positive(args.jobs, "--jobs")
+    require_positive(args.max_steps, "--max-steps")
+    for option, value in (("--fmax", args.fmax), ("--relax-timeout", args.relax_timeout),
+                          ("--fingerprint-timeout", args.fingerprint_timeout)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{option} must be > 0, got {value}")
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .pipeline import EvaluationConfig, evaluate
+
+    _check_evaluate(args)
 
     cfg = EvaluationConfig(
         dataset=args.dataset,
@@ -148,7 +187,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_csp(args: argparse.Namespace) -> int:
+    from ..cli_checks import read_csv_checked, require_positive, require_samples, require_writable_dir
+    from ..errors import NothingProducedError
     from .csp import run_csp
+
+    require_samples(args.samples, "samples")
+    read_csv_checked(args.targets, "test set", "--targets")
+    require_writable_dir(args.out, "--out")
+    for n in args.n:
+        require_positive(n, "--n")
+    require_positive(args.jobs, "--jobs")
 
     report = run_csp(
         args.samples,
@@ -164,4 +212,10 @@ def _run_csp(args: argparse.Namespace) -> int:
         + [k for k in report if k.startswith(("match_rate_at_", "mean_rmse_at_"))],
     )
     print(f"wrote {args.out}/csp_report.json")
+    if report.get("n_samples", 0) - report.get("n_samples_unassigned", 0) <= 0:
+        raise NothingProducedError(
+            f"none of the {report.get('n_samples')} samples maps to one of the {report.get('n_targets')} targets "
+            "(by material_id or composition condition); every match rate is 0 by construction; see "
+            f"{args.out}/csp_report.json"
+        )
     return 0

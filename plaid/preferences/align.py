@@ -100,7 +100,9 @@ def _done(path: Path) -> dict | None:
 
 
 def _mark(path: Path, payload: dict) -> dict:
-    path.write_text(json.dumps(payload, indent=2, default=str))
+    tmp = path.with_name(path.name + ".tmp")  # a kill mid-write must not leave a torn marker
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(path)
     return payload
 
 

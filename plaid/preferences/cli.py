@@ -56,17 +56,68 @@ def register(subparsers) -> None:
     a.set_defaults(func=_align)
 
 
+def _check_pairs(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from ..cli_checks import (
+        read_csv_checked,
+        read_jsonl_checked,
+        require_dir,
+        require_fraction,
+        require_hull,
+        require_positive,
+        require_writable_dir,
+        same_settings,
+    )
+    from ..errors import InputError, UsageError
+
+    records = read_jsonl_checked(args.samples, "samples")
+    missing = [str(r.get("sample_id", i)) for i, r in enumerate(records) if "sample_id" not in r or "prompt" not in r]
+    if missing:
+        raise InputError(f"samples: {len(missing)} record(s) of {args.samples} lack sample_id or prompt (first: "
+                         f"{missing[0]}); give the JSONL written by plaid sample")
+    require_writable_dir(args.out, "--out")
+    labels_dir = Path(args.labels_dir or Path(args.out).with_name(Path(args.out).name + "_labels"))
+    require_writable_dir(labels_dir, "--labels-dir")
+    require_positive(args.ratio, "--ratio")
+    require_fraction(args.test_size, "--test-size")
+    if args.reference is not None:
+        read_csv_checked(args.reference, "training set", "--reference")
+    if args.labels is not None:
+        if args.hull is not None or args.model_path is not None:
+            raise UsageError("--labels reads plaid evaluate's E_hull: drop --hull/--model-path, or drop --labels to "
+                             "relax here")
+        require_dir(args.labels, "plaid evaluate output", "--labels")
+        read_csv_checked(Path(args.labels) / "structures.csv", "plaid evaluate results", "--labels",
+                         columns=("e_hull",), hint="give the --out directory of a finished plaid evaluate run")
+        return
+    if args.hull is None and args.reference is None:
+        raise UsageError("give --hull (MP hull) or --reference (training CSV for an offline hull), or --labels "
+                         "EVAL_DIR")
+    require_hull(args.hull, args.reference)
+    if args.model_path is not None and not Path(args.model_path).expanduser().exists():
+        raise InputError(f"--model-path: {args.model_path} does not exist; give the MLIP weights directory")
+    require_positive(args.max_steps, "--max-steps")
+    require_positive(args.batch_size, "--batch-size")
+    # labels.jsonl is reused on a re-run: it must come from the same labeller and hull
+    same_settings(labels_dir / "labeller.json",
+                  {"samples": str(Path(args.samples).resolve()), "relaxer": args.relaxer, "model_path": args.model_path,
+                   "fmax": args.fmax, "max_steps": args.max_steps, "hull": args.hull,
+                   "reference": args.reference if args.hull is None or args.mode == "tiered" else None},
+                  f"the labels in {labels_dir}",
+                  "re-run with the same labelling options to resume, or give another --labels-dir to start clean")
+
+
 def _pairs(args: argparse.Namespace) -> int:
+    from ..errors import InputError, NothingProducedError
     from .dataset import load_labeller, make_preference_dataset
     from .pairs import PairingError
 
+    _check_pairs(args)
     relaxer = hull = None
     if args.labels is None:
         from ..hull import load_hull
 
-        if args.hull is None and args.reference is None:
-            raise SystemExit("plaid pairs: give --hull (MP hull) or --reference (training CSV for an offline hull), "
-                             "or --labels EVAL_DIR")
         hull = load_hull(args.hull, reference_csv=args.reference if args.hull is None else None)
         relaxer = load_labeller(args.relaxer, args.model_path, args.fmax, args.max_steps, args.batch_size,
                                 device=args.device, energy_scale=args.energy_scale)
@@ -77,16 +128,72 @@ def _pairs(args: argparse.Namespace) -> int:
             hull=hull, reference_csv=args.reference, test_size=args.test_size, seed=args.seed,
             push_to_hub=args.push_to_hub,
         )
-    except (PairingError, ValueError, FileNotFoundError) as exc:  # bad input: one line, never a traceback
-        raise SystemExit(f"plaid pairs: {exc}") from None
+    except PairingError as exc:
+        where = args.labels or args.labels_dir or f"{args.out}_labels"
+        raise NothingProducedError(f"0 pairs: {exc}; per-sample labels are in {where}") from None
+    except (ValueError, FileNotFoundError) as exc:  # bad input: one line, never a traceback
+        raise InputError(str(exc)) from None
     print(json.dumps({k: stats[k] for k in ("n_samples", "status_counts", "n_accepted", "n_rejected", "n_pairs",
                                              "pair_types", "split_counts")}, indent=2))
     return 0
 
 
-def _align(args: argparse.Namespace) -> int:
-    from .align import AlignConfig, run_alignment
+def _check_align(args: argparse.Namespace):
+    """The config parsed and every file it names checked; a resume must use the settings it started with."""
+    import dataclasses
+    from pathlib import Path
 
-    summary = run_alignment(AlignConfig.from_yaml(args.config))
+    import yaml
+
+    from ..cli_checks import (
+        as_usage_error,
+        compare_settings,
+        read_csv_checked,
+        require_file,
+        require_hull,
+        require_model_dir,
+        require_writable_dir,
+    )
+    from ..errors import InputError
+    from .align import AlignConfig
+
+    require_file(args.config, "alignment config", "--config", "give a YAML like recipes/configs/tiny/align.yaml")
+    try:
+        with as_usage_error("--config"):
+            config = AlignConfig.from_yaml(args.config)
+    except yaml.YAMLError as exc:
+        raise InputError(f"--config: {args.config} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    require_model_dir(config.sft_adapter, "sft_adapter", adapter_only=True)
+    require_file(config.dpo_config, "DPO recipe config", "dpo_config", "give a recipes/configs/.../dpo*.yaml")
+    require_hull(config.hull, config.reference, option="hull", reference_option="reference")
+    if config.reference is not None:
+        read_csv_checked(config.reference, "training set", "reference")
+    if config.relaxer_model_path is not None and not Path(config.relaxer_model_path).expanduser().exists():
+        raise InputError(f"relaxer_model_path: {config.relaxer_model_path} does not exist")
+    require_writable_dir(config.output_dir, "output_dir")
+    previous = Path(config.output_dir) / "align_config.json"
+    if previous.exists():  # written by every run: the settings a resume must keep (more iterations may be added)
+        try:
+            before = json.loads(previous.read_text())
+        except json.JSONDecodeError:
+            before = None
+        if isinstance(before, dict):
+            before.pop("iterations", None)
+            settings = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+            settings.pop("iterations")
+            compare_settings(before, settings, f"the alignment in {config.output_dir}",
+                             "re-run with the same config to resume (only iterations may change), or set another "
+                             "output_dir to start clean")
+    return config
+
+
+def _align(args: argparse.Namespace) -> int:
+    from ..errors import NothingProducedError
+    from .align import run_alignment
+
+    summary = run_alignment(_check_align(args))
     print(summary["table"])
+    stopped = [r for r in summary["rows"] if r.get("stopped")]
+    if stopped and stopped[0]["iteration"] == 1:
+        raise NothingProducedError(f"iteration 1 stopped: {stopped[0]['stopped']}; see the summary above")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 
 logger = logging.getLogger(__name__)
 
@@ -123,18 +122,55 @@ def build_requests(args):
     return [make_request("conditional" if given else "unconditional", given, args.num_samples)]
 
 
+def _check_resume_settings(args, model: str) -> None:
+    """Samples already in --out must come from the same model and sampling settings (the sampler itself checks
+    prompts, seed and representation): mixing them would make one file describe two distributions."""
+    from pathlib import Path
+
+    from ..cli_checks import read_results
+    from ..errors import UsageError
+
+    if not Path(args.out).exists():
+        return
+    records = read_results(args.out, "--out")
+    if not records:
+        return
+    first = records[0]
+    wanted = {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
+              "constrained": args.constrained}
+    if args.max_new_tokens is not None:
+        wanted["max_new_tokens"] = args.max_new_tokens
+    differ = [f"{k} {first.get(k)!r} then, {v!r} now" for k, v in wanted.items() if k in first and first[k] != v]
+    before = first.get("model")
+    if before and Path(before).exists() and Path(model).exists() and Path(before).resolve() != Path(model).resolve():
+        differ.append(f"model {before} then, {model} now")
+    if differ:
+        raise UsageError(f"--out: {args.out} holds samples made with other settings ({', '.join(differ)}); re-run "
+                         "with the same settings to resume, or give another --out to start clean")
+
+
 def run(args) -> int:
+    from ..cli_checks import require_file, require_model_dir, require_writable_dir, require_writable_file
+    from ..errors import NothingProducedError, UsageError
     from .generate import SamplingParams, load_backend
     from .requests import RequestError
     from .run import SampleConfig, Sampler, export_structures
 
+    if args.prompt_file is not None:
+        require_file(args.prompt_file, "prompt file", "--prompt-file", "give a CSV/TSV/JSONL of requests")
+    if args.infill is not None:
+        require_file(args.infill, "structure to infill", "--infill", "give a crystal text file or a CIF")
     try:
         requests = build_requests(args)
+        if not requests:
+            raise RequestError(f"--prompt-file {args.prompt_file} holds no requests; nothing to sample")
         params = SamplingParams(args.temperature, args.top_p, args.top_k, args.max_new_tokens)
         if args.batch_size < 1:
             raise RequestError("--batch-size must be >= 1")
         if args.constrained and args.representation == "cif" and any(r.task != "infill" for r in requests):
             raise RequestError("--constrained is implemented for the wyckoff and coords representations")
+        if args.merge and args.load_in_4bit:
+            raise RequestError("--merge and --load-in-4bit exclude each other (a 4-bit base cannot be merged)")
         config = SampleConfig(
             representation=args.representation,
             batch_size=args.batch_size,
@@ -152,20 +188,32 @@ def run(args) -> int:
             check_vllm_constrained()
         Sampler(None, config).check(requests)  # every request error before the model is even loaded
     except (RequestError, ValueError) as exc:
-        print(f"plaid sample: error: {exc}", file=sys.stderr)
-        return 2
-    backend = load_backend(
-        args.model, args.backend, device=args.device, merge=args.merge, load_in_4bit=args.load_in_4bit
-    )
+        raise UsageError(str(exc)) from None
+    require_writable_file(args.out, "--out")
+    if args.cif_dir:
+        require_writable_dir(args.cif_dir, "--cif-dir")
+    if args.extxyz:
+        require_writable_file(args.extxyz, "--extxyz")
+    model = require_model_dir(args.model, "--model")
+    _check_resume_settings(args, model)
+    try:
+        backend = load_backend(
+            model, args.backend, device=args.device, merge=args.merge, load_in_4bit=args.load_in_4bit
+        )
+    except ImportError as exc:  # an optional backend that is not installed (vLLM, bitsandbytes)
+        if args.backend == "hf" and not args.load_in_4bit:
+            raise
+        raise UsageError(f"--backend {args.backend}{' --load-in-4bit' if args.load_in_4bit else ''}: {exc}") from None
     sampler = Sampler(backend, config)
     try:
         summary = sampler.run(requests, args.out, progress=not args.no_progress)
     except RequestError as exc:
-        print(f"plaid sample: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     if args.cif_dir or args.extxyz:
         from ..io import read_jsonl
 
         summary["exported"] = export_structures(read_jsonl(args.out), args.cif_dir, args.extxyz)
     print(json.dumps(summary, indent=2))
+    if not summary.get("attempts"):
+        raise NothingProducedError(f"no sample was generated for the {len(requests)} request(s); see {args.out}.summary.json")
     return 0

@@ -38,8 +38,39 @@ def register(subparsers) -> None:
     m.set_defaults(func=_merge)
 
 
+def _check_run_dir(path, option: str):
+    from pathlib import Path
+
+    from ..cli_checks import require_dir, require_json_file, require_model_dir
+
+    require_dir(path, "training run", option, "give the output_dir of a recipes/sft.py or recipes/dpo.py run")
+    require_model_dir(path, option, allow_hub=False)
+    run = Path(path) / "plaid_run.json"
+    if not run.exists():
+        from ..errors import InputError
+
+        raise InputError(f"{option}: {path} has no plaid_run.json; give the output_dir of a plaid recipe run")
+    record = require_json_file(run, "run record", option, "re-run the recipe or restore the file")
+    missing = [k for k in ("plaid_args", "model_args", "training_args") if k not in record]
+    if missing:
+        from ..errors import InputError
+
+        raise InputError(f"{option}: {run} lacks {', '.join(missing)}; it was not written by a plaid recipe run")
+
+
 def _push(args) -> int:
+    import re
+
+    from ..cli_checks import require_json_file, require_writable_dir
+    from ..errors import UsageError
     from .publish import CARD_FILE, build_model_card, files_to_push, push
+
+    _check_run_dir(args.run_dir, "RUN_DIR")
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", args.repo_id):
+        raise UsageError(f"REPO_ID {args.repo_id!r} is not a Hub id of the form owner/name")
+    if args.eval_report is not None:
+        require_json_file(args.eval_report, "evaluation report", "--eval-report", "give plaid evaluate's report.json")
+    require_writable_dir(args.run_dir, "RUN_DIR")  # the card is written there
 
     if args.card_only:
         from pathlib import Path
@@ -62,7 +93,16 @@ def _push(args) -> int:
 
 
 def _merge(args) -> int:
+    from pathlib import Path
+
+    from ..cli_checks import require_model_dir, require_writable_dir
+    from ..errors import UsageError
     from .publish import merge
+
+    require_model_dir(args.adapter_dir, "ADAPTER_DIR", adapter_only=True)
+    require_writable_dir(args.out_dir, "OUT_DIR")
+    if Path(args.out_dir).resolve() == Path(args.adapter_dir).resolve():
+        raise UsageError("OUT_DIR must differ from ADAPTER_DIR: the merged model would overwrite the adapter")
 
     out = merge(args.adapter_dir, args.out_dir, dtype=args.dtype)
     print(f"merged model written to {out}")
