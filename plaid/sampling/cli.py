@@ -76,6 +76,9 @@ def register(subparsers) -> None:
     p.add_argument("--merge", action="store_true", help="merge the LoRA adapter before sampling (faster)")
     p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base (QLoRA inference)")
     p.add_argument("--no-progress", action="store_true")
+    from .mcts.cli import add_arguments as add_mcts_arguments
+
+    add_mcts_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -147,12 +150,20 @@ def run(args) -> int:
             zscan_valid=args.zscan_valid,
         )
         Sampler(None, config).check(requests)  # every request error before the model is even loaded
+        if args.mcts:
+            from .mcts.cli import check as check_mcts
+
+            check_mcts(args, requests)
     except (RequestError, ValueError) as exc:
         print(f"plaid sample: error: {exc}", file=sys.stderr)
         return 2
     backend = load_backend(
         args.model, args.backend, device=args.device, merge=args.merge, load_in_4bit=args.load_in_4bit
     )
+    if args.mcts:
+        from .mcts.cli import run as run_mcts
+
+        return run_mcts(args, backend, config, requests)
     sampler = Sampler(backend, config)
     try:
         summary = sampler.run(requests, args.out, progress=not args.no_progress)
