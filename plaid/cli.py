@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "plaid.sampling.cli",  # plaid sample
     "plaid.preferences.cli",  # plaid pairs / plaid align
     "plaid.relax",  # plaid relax
+    "plaid.app.cli",  # plaid serve
 ]
 
 

@@ -173,7 +173,7 @@ class CompletionScorer:
                 self.cache[text].update(row)
                 if row.get("score") is None:
                     why = row.get("hull_reason") or row.get("relax_reason") or row.get("relax_status")
-                    self.cache[text]["reason"] = f"no energy: {why}"
+                    self.cache[text]["energy_reason"] = f"no energy: {why}"
 
     def evaluate_many(self, texts: Sequence[str], conditions: dict | None = None) -> list[Evaluation]:
         fresh = [t for t in texts if t not in self.cache]
@@ -187,6 +187,8 @@ class CompletionScorer:
                 reason = check_conditions(entry["structure"], conditions)
             extra = {k: entry.get(k) for k in ("energy_per_atom", "e_hull", "relax_status")}
             extra["cached"] = text not in fresh
+            extra["structure_valid"] = reason is None  # valid as a structure, whether or not it got an energy
+            reason = reason or entry.get("energy_reason")  # no energy: the worst reward, like an invalid one
             out.append(Evaluation(reason is None, entry.get("score") if reason is None else None, reason, extra=extra))
         return out
 
