@@ -11,7 +11,7 @@ Compositions: ``--formulas`` (cell compositions, e.g. ``Ba1 Ti1 O3``), or the ``
 lowest validity in a probe of ``--probe`` random samples each over the first ``--candidates`` distinct cell
 compositions of ``--data`` (a held-out CDVAE CSV).
 
-    python benchmarks/bench_mcts.py --model outputs/perov_5/sft_scratch --data $PLAID_DATA_DIR/perov_5/test.csv \
+    python benchmarks/bench_mcts.py --model outputs/perov_5/sft_scratch --data outputs/perov_5/sft_scratch \
         --hard 8 --candidates 40 --probe 8 --iterations 40 --out bench_mcts/
 """
 
@@ -25,14 +25,28 @@ import time
 from pathlib import Path
 
 
-def cell_compositions(csv_path: str, limit: int) -> list[str]:
+def held_out_cifs(path: str) -> list[str]:
+    """CIFs of a CDVAE CSV, or of the test split of a dataset ``plaid data build`` / the SFT recipe saved (a
+    ``save_to_disk`` DatasetDict, or a run directory holding one in ``dataset/``)."""
+    source = Path(path)
+    if source.is_dir():
+        from datasets import load_from_disk
+
+        while not (source / "dataset_dict.json").is_file() and (source / "dataset").is_dir():
+            source = source / "dataset"  # run dir -> build dir -> DatasetDict
+        return list(load_from_disk(str(source))["test"]["cif"])
     import pandas as pd
+
+    return list(pd.read_csv(source)["cif"])
+
+
+def cell_compositions(path: str, limit: int) -> list[str]:
     from pymatgen.core import Structure
 
     from plaid.prompts import format_condition
 
     out: list[str] = []
-    for cif in pd.read_csv(csv_path)["cif"]:
+    for cif in held_out_cifs(path):
         comp = format_condition("composition", Structure.from_str(cif, fmt="cif").composition.formula)
         if comp not in out:
             out.append(comp)
@@ -42,9 +56,8 @@ def cell_compositions(csv_path: str, limit: int) -> list[str]:
 
 
 def conditions_of(composition: str) -> dict:
-    from pymatgen.core import Composition
-
-    return {"formula": Composition(composition).reduced_formula, "composition": composition}
+    """The CSP prompt: the cell composition only (CrystaLLM's and DiffCSP's task)."""
+    return {"composition": composition}
 
 
 def random_sampling(backend, sample_config, cid: str, conditions: dict, budget: int | None, n: int | None,
@@ -91,7 +104,8 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--representation", default="wyckoff")
     ap.add_argument("--formulas", nargs="*", help="cell compositions")
-    ap.add_argument("--data", help="held-out CDVAE CSV to pick hard compositions from")
+    ap.add_argument("--data", help="held-out CDVAE CSV, or a saved dataset / run directory (its test split), to "
+                    "pick hard compositions from")
     ap.add_argument("--hard", type=int, default=8, help="how many lowest-validity compositions to benchmark")
     ap.add_argument("--candidates", type=int, default=40)
     ap.add_argument("--probe", type=int, default=8, help="random samples per candidate composition")
@@ -123,7 +137,9 @@ def main() -> None:
                               params=params, constrained=args.constrained)
 
     if args.formulas:
-        chosen = [conditions_of(c)["composition"] for c in args.formulas]
+        from plaid.prompts import format_condition
+
+        chosen = [format_condition("composition", c) for c in args.formulas]
         probe = {}
     else:
         probe = {}

@@ -187,7 +187,8 @@ class GenerationService:
                 errors.append(f"time limit of {self.config.time_limit_s:g} s reached before Z={z}")
                 break
             tried.append(z)
-            conditions = {"formula": req.formula, "composition": _cell(req.formula, z)}
+            # the prompt names the cell composition (and space group), as CrystaLLM's app and CSP prompts do
+            conditions = {"composition": _cell(req.formula, z)}
             if req.spacegroup is not None:
                 conditions["spacegroup"] = req.spacegroup
             try:
