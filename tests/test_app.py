@@ -236,3 +236,23 @@ def test_page_generates_and_renders_the_3d_view(server, tmp_path):
         driver.save_screenshot(str(tmp_path / "page.png"))
     finally:
         driver.quit()
+
+
+def test_viewer_data_rock_salt_and_perovskite():
+    from pymatgen.core import Lattice, Structure
+
+    from plaid.app.viewer import structure_view, viewer_html
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    view = structure_view(nacl)
+    # 8 sites + their images on the faces: 14 Na (corners + face centres) and 13 Cl (edge centres + body centre)
+    assert sorted(a["el"] for a in view["atoms"]).count("Na") == 14 and len(view["atoms"]) == 27
+    pairs = {tuple(sorted((view["atoms"][i]["el"], view["atoms"][j]["el"]))) for i, j in view["bonds"]}
+    assert pairs == {("Cl", "Na")}  # Na-Cl at 2.82 A; no Na-Na or Cl-Cl at 3.99 A
+    assert len(view["bonds"]) == 54  # the 3x3x3 grid of shown atoms: 3 axes x 9 lines x 2 nearest-neighbour pairs
+    bto = Structure(Lattice.cubic(4.0), ["Ba", "Ti", "O", "O", "O"],
+                    [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]])
+    pairs = {tuple(sorted((structure_view(bto)["atoms"][i]["el"], structure_view(bto)["atoms"][j]["el"])))
+             for i, j in structure_view(bto)["bonds"]}
+    assert pairs == {("Ba", "O"), ("O", "Ti")}
+    assert 'class="plaid-viewer"' in viewer_html(bto) and "&quot;Ba&quot;" in viewer_html(bto)

@@ -28,39 +28,44 @@ COLORS = {
 }
 
 
-def structure_view(structure, bond_factor: float = 1.2, face_tol: float = 1e-3) -> dict:
-    """Viewer data: ``atoms`` [{el, xyz, r, color}], ``bonds`` [[i, j]], ``cell`` (3 row vectors, A)."""
+def structure_view(structure, nn_factor: float = 1.1, covalent_factor: float = 1.3,
+                   face_tol: float = 1e-3) -> dict:
+    """Viewer data: ``atoms`` [{el, xyz, r, color}], ``bonds`` [[i, j]], ``cell`` (3 row vectors, A).
+
+    Atoms: every site in the cell plus its images on the cell faces. Bonds: a pair is bonded when it is within
+    ``nn_factor`` x the nearest-neighbour distance of one of its atoms (periodic images included) and within
+    ``covalent_factor`` x the sum of covalent radii (so a far-off isolated atom gets no bond)."""
+    from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
+
     frac = np.mod(np.asarray(structure.frac_coords, dtype=float), 1.0)
     species = [site.specie.symbol if hasattr(site.specie, "symbol") else str(site.specie) for site in structure]
-    points, labels = [], []
-    for f, el in zip(frac, species):
+    nearest = np.full(len(structure), np.inf)
+    if len(structure):
+        centers, _, _, dists = structure.get_neighbor_list(r=8.0, exclude_self=True)
+        for c, d in zip(centers, dists):
+            nearest[c] = min(nearest[c], d)
+    points, labels, owner = [], [], []
+    for k_site, (f, el) in enumerate(zip(frac, species)):
         near = [[0.0] + ([1.0] if f[k] < face_tol else []) for k in range(3)]
         for shift in itertools.product(*near):
             points.append(f + np.array(shift))
             labels.append(el)
+            owner.append(k_site)
     lattice = np.asarray(structure.lattice.matrix, dtype=float)
     xyz = np.asarray(points) @ lattice
-    radii = np.array([_radius(el) for el in labels])
+    cov = np.array([CovalentRadius.radius.get(el, 1.5) for el in labels])
     atoms = [{"el": el, "xyz": [round(float(c), 4) for c in p], "r": round(float(r), 3),
-              "color": COLORS.get(el, "#B0B0B0")} for el, p, r in zip(labels, xyz, radii)]
+              "color": COLORS.get(el, "#B0B0B0")} for el, p, r in zip(labels, xyz, cov)]
     bonds = []
     if len(xyz) > 1:
         d = np.linalg.norm(xyz[:, None, :] - xyz[None, :, :], axis=-1)
-        limit = bond_factor * (radii[:, None] + radii[None, :])
-        i, j = np.nonzero(np.triu((d < limit) & (d > 0.4), k=1))
+        nn = nearest[np.asarray(owner)] * nn_factor
+        close = (d <= nn[:, None]) | (d <= nn[None, :])
+        ok = close & (d < covalent_factor * (cov[:, None] + cov[None, :])) & (d > 0.4)
+        i, j = np.nonzero(np.triu(ok, k=1))
         bonds = [[int(a), int(b)] for a, b in zip(i, j)]
     return {"atoms": atoms, "bonds": bonds, "cell": [[round(float(c), 4) for c in row] for row in lattice],
             "formula": structure.composition.reduced_formula}
-
-
-def _radius(symbol: str) -> float:
-    from pymatgen.core import Element
-
-    try:
-        r = Element(symbol).atomic_radius
-        return float(r) if r is not None else 1.0
-    except ValueError:
-        return 1.0
 
 
 def viewer_html(structure=None, height: int = 420) -> str:

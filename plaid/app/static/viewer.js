@@ -104,7 +104,7 @@
         g.beginPath(); g.moveTo(m[0], m[1]); g.lineTo(q[0], q[1]); g.stroke();
         return;
       }
-      var a = atoms[it.atom], p2 = pa[it.atom], r = Math.max(2, 0.45 * a.r * scale);
+      var a = atoms[it.atom], p2 = pa[it.atom], r = Math.max(2, 0.4 * a.r * scale);
       var grad = g.createRadialGradient(p2[0] - r / 3, p2[1] - r / 3, r / 8, p2[0], p2[1], r);
       grad.addColorStop(0, shade(a.color, 1.5)); grad.addColorStop(1, shade(a.color, 0.6));
       g.fillStyle = grad; g.strokeStyle = "rgba(0,0,0,0.35)"; g.lineWidth = 0.8;
