@@ -256,3 +256,10 @@ def test_viewer_data_rock_salt_and_perovskite():
              for i, j in structure_view(bto)["bonds"]}
     assert pairs == {("Ba", "O"), ("O", "Ti")}
     assert 'class="plaid-viewer"' in viewer_html(bto) and "&quot;Ba&quot;" in viewer_html(bto)
+
+
+def test_serve_cli_refuses_a_missing_model(tmp_path, capsys):
+    from plaid.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
