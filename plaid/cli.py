@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "plaid.sampling.cli",  # plaid sample
     "plaid.preferences.cli",  # plaid pairs / plaid align
     "plaid.relax",  # plaid relax
+    "plaid.benchmark.cli",  # plaid benchmark csp / plaid benchmark gen
     "plaid.app.cli",  # plaid serve
 ]
 

@@ -276,7 +276,9 @@ def test_dpo_from_sft_adapter_with_frozen_reference(sft_run, preference_dir, tmp
 
 
 def test_real_4bit_lora_step(sft_run, preference_dir, tmp_path, perov_csv):
-    """A real NF4 (double-quantized) step. bitsandbytes 0.50 runs 4-bit on CPU too, so this runs everywhere."""
+    """Real NF4 (double-quantized) steps at PLaID's SFT learning rate (1e-5). bitsandbytes 0.50 runs 4-bit on CPU
+    too, so this runs everywhere. The LoRA weights are fp32 master weights: in bf16 (what TRL casts them to, and
+    what this test asserted before) an update of 1e-5 rounds away for |w| >= 0.0156, so lora_A would not move."""
     pytest.importorskip("bitsandbytes")
     from plaid.training.run import build_sft_trainer
 
@@ -285,7 +287,8 @@ def test_real_4bit_lora_step(sft_run, preference_dir, tmp_path, perov_csv):
         "--model_name_or_path", str(sft_run[0] / "base_model"), "--tokenizer", str(sft_run[0]),
         "--load_in_4bit", "true", "--dtype", "bfloat16", "--use_bnb_nested_quant", "true",
         "--output_dir", str(tmp_path / "q4"), "--dataset_source", str(perov_csv), "--max_structures", "8",
-        "--max_steps", "1", "--per_device_train_batch_size", "2", "--max_length", "256",
+        "--max_steps", "2", "--per_device_train_batch_size", "2", "--max_length", "128",
+        "--learning_rate", "1e-5", "--lr_scheduler_type", "constant",
         "--activation_checkpointing", "true",  # as in the 7B config: gradients must reach LoRA through it
     )  # fmt: skip
     trainer = build_sft_trainer(*args)
@@ -295,10 +298,22 @@ def test_real_4bit_lora_step(sft_run, preference_dir, tmp_path, perov_csv):
     assert type(layer).__name__ == "Linear4bit" and layer.weight.quant_state.quant_type == "nf4"
     assert layer.weight.quant_state.nested  # double quantization
     lora0 = _lora_state(trainer.model)
-    assert all(v.dtype == torch.bfloat16 for v in lora0.values())
-    trainer.train()
+    assert lora0 and all(v.dtype == torch.float32 for v in lora0.values())
+    a_names = [n for n in lora0 if "lora_A" in n]
+    big = torch.cat([lora0[n].flatten() for n in a_names]).abs() >= 0.0156
+    assert big.float().mean() > 0.5  # most lora_A entries are where bf16 would lose a 1e-5 step
+    result = trainer.train()
     assert all(math.isfinite(x) for x in _losses(trainer.state.log_history, "train_loss"))
-    assert any(not torch.equal(lora0[n], p) for n, p in _lora_state(trainer.model).items())
+    after = _lora_state(trainer.model)
+    moved = torch.cat([(after[n] != lora0[n]).flatten() for n in a_names])
+    assert moved.float().mean() > 0.9, f"only {moved.float().mean():.2%} of lora_A entries changed"
+    from plaid.training.run import finish
+
+    out = finish(trainer, "sft", *args, result)  # the saved fp32 adapter loads (4-bit) and samples
+    model, tok = load_for_inference(out, device="cpu", load_in_4bit=True, dtype=torch.bfloat16)
+    prompt = tok(generation_prompt("wyckoff"), return_tensors="pt")
+    generated = model.generate(**prompt, max_new_tokens=4, do_sample=False)
+    assert generated.shape[1] == prompt["input_ids"].shape[1] + 4
 
 
 def test_from_scratch_full_training_on_cif(tmp_path, perov_csv):

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SPLIT_NAMES = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
 ENCODED_FILE = "encoded.jsonl"
+DEFAULT_SPLIT = (0.9, 0.05, 0.05)
 _REPRESENTATIONS: dict = {}
 
 
@@ -197,7 +198,7 @@ def build_dataset(
     out_dir: str | os.PathLike | None = None,
     task_mix: str | dict | None = None,
     examples_per_structure: int = 1,
-    split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05),
+    split_fractions: tuple[float, float, float] | None = None,
     seed: int = 0,
     num_proc: int = 1,
     max_structures: int | None = None,
@@ -206,7 +207,11 @@ def build_dataset(
     data_root: str | os.PathLike | None = None,
     base_url: str | None = None,
 ):
-    """Build (and with ``out_dir``, save) a ``DatasetDict`` of prompt/completion rows; returns (dataset, report)."""
+    """Build (and with ``out_dir``, save) a ``DatasetDict`` of prompt/completion rows; returns (dataset, report).
+
+    Splits: with ``split_fractions`` given, a seeded split by structure (``(1, 0, 0)``: the whole source is the
+    training split). Without, the source's own splits when it has several; a source that is one named split (e.g.
+    ``hf:owner/name:train``) is used whole as that split; otherwise 90/5/5 by structure."""
     from datasets import Dataset, DatasetDict, Features, Value
 
     t0 = time.perf_counter()
@@ -228,10 +233,12 @@ def build_dataset(
     failed = enc[enc["text"].isna()]
     good = enc[enc["text"].notna()].reset_index(drop=True)
     natural = good["split"].dropna().unique().tolist() if "split" in good else []
-    if len(natural) > 1:
+    if split_fractions is None and natural and good["split"].notna().all():
         good["dataset_split"] = [SPLIT_NAMES.get(s, s) for s in good["split"]]
+        if len(natural) == 1:
+            log.info("source is one split (%s): used whole as %s", natural[0], SPLIT_NAMES.get(natural[0]))
     else:
-        good["dataset_split"] = assign_splits(good["uid"].tolist(), split_fractions, seed)
+        good["dataset_split"] = assign_splits(good["uid"].tolist(), split_fractions or DEFAULT_SPLIT, seed)
 
     rows: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
     task_counts: Counter = Counter()

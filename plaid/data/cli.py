@@ -28,7 +28,12 @@ def register(subparsers) -> None:
         "--task-mix", default=None, help="e.g. unconditional=1,conditional=1,infill=1 (default: PLaID's 2/3 gen, 1/3 infill)"
     )
     build.add_argument("--examples-per-structure", type=int, default=1)
-    build.add_argument("--splits", default="0.9,0.05,0.05", help="train,validation,test fractions when the source has no splits")
+    build.add_argument(
+        "--splits",
+        default=None,
+        help="train,validation,test fractions of a seeded split by structure (1,0,0: all for training); default: "
+        "the source's own splits, else 0.9,0.05,0.05",
+    )
     build.add_argument("--source-splits", default=None, help="for named datasets: comma-separated splits to read")
     build.add_argument("--data-root", default=None, help="directory holding <name>/<split>.csv")
     build.add_argument("--max-structures", type=int, default=None)
@@ -46,7 +51,7 @@ def register(subparsers) -> None:
 def _build(args: argparse.Namespace) -> int:
     from . import build_dataset
 
-    fractions = tuple(float(x) for x in args.splits.split(","))
+    fractions = tuple(float(x) for x in args.splits.split(",")) if args.splits else None
     dataset, report = build_dataset(
         args.source,
         args.representation,

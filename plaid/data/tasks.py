@@ -1,5 +1,7 @@
 """Turn one encoded crystal into TRL prompt/completion rows: unconditional generation, generation conditioned on a
-random subset of known properties, and infilling (one element masked). Prompts come from ``plaid.prompts``."""
+random subset of known properties, crystal structure prediction prompts (the cell composition, optionally with the
+space group: CrystaLLM's and DiffCSP's CSP task), and infilling (one element masked). Prompts come from
+``plaid.prompts``."""
 
 from __future__ import annotations
 
@@ -13,7 +15,12 @@ import numpy as np
 from ..prompts import generation_prompt, infill_prompt, normalize_conditions
 from ..representations import Representation
 
-TASKS = ("unconditional", "conditional", "infill")
+TASKS = ("unconditional", "conditional", "csp", "csp_spacegroup", "infill")
+# the conditions of the fixed-condition tasks (the prompts `plaid benchmark csp` asks)
+CSP_CONDITIONS: dict[str, tuple[str, ...]] = {
+    "csp": ("composition",),
+    "csp_spacegroup": ("composition", "spacegroup"),
+}
 # PLaID trained on 2/3 generation and 1/3 infilling; generation is split evenly between plain and conditional.
 DEFAULT_TASK_MIX: dict[str, float] = {"unconditional": 1 / 3, "conditional": 1 / 3, "infill": 1 / 3}
 
@@ -69,6 +76,9 @@ def make_example(
         k = int(rng.integers(1, len(keys) + 1))
         chosen = sorted(rng.choice(len(keys), size=k, replace=False))
         conditions = normalize_conditions({keys[i]: offered[keys[i]] for i in chosen})
+        prompt, completion = generation_prompt(representation.name, conditions), text
+    elif task in CSP_CONDITIONS:
+        conditions = normalize_conditions({k: record[k] for k in CSP_CONDITIONS[task]})
         prompt, completion = generation_prompt(representation.name, conditions), text
     elif task == "infill":
         elements = representation.elements(text)

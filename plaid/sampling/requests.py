@@ -5,7 +5,9 @@ A request is one target: its conditions (any of ``plaid.prompts.CONDITION_KEYS``
 ``generate`` (unconditional when there are no conditions), ``infill`` (a text with ``[MASK]``) or ``zscan`` (the
 CrystaLLM web app's search: cell composition = formula x Z for Z = 1, 2, 3, 4, 6, 8 until a valid structure).
 
-Prompt-file columns: ``id`` (optional, default ``row<N>``), ``num_samples`` (optional), condition columns,
+Prompt-file columns: ``id`` (optional, default ``row<N>``), ``num_samples`` (optional), ``material_id``
+(optional: the target structure a CSP request is for; copied into every record, and ``plaid evaluate-csp``
+assigns candidates by it), condition columns,
 ``masked_text`` (infill), ``z_scan`` (optional bool). Empty cells mean "not given". Unknown columns, bad values,
 unknown elements or space groups are reported together, with row numbers, as one ``RequestError``.
 """
@@ -23,7 +25,7 @@ from ..prompts import CONDITION_KEYS, generation_prompt, infill_prompt, normaliz
 from ..representations.base import MASK
 
 Z_SCAN = (1, 2, 3, 4, 6, 8)
-FILE_COLUMNS = ("id", "num_samples", "masked_text", "z_scan", *CONDITION_KEYS)
+FILE_COLUMNS = ("id", "num_samples", "material_id", "masked_text", "z_scan", *CONDITION_KEYS)
 _ID = re.compile(r"^[A-Za-z0-9_.\-+=]+$")
 
 
@@ -38,6 +40,7 @@ class SampleRequest:
     num_samples: int = 1
     task: str = "generate"  # generate | infill | zscan
     masked_text: str | None = None
+    material_id: str | None = None  # CSP target id, carried into every record
 
     @property
     def kind(self) -> str:
@@ -70,8 +73,15 @@ def make_request(
     num_samples: int = 1,
     masked_text: str | None = None,
     z_scan: bool = False,
+    material_id: str | None = None,
 ) -> SampleRequest:
     """Validate and build one request (raises RequestError with the reason)."""
+    request = _make_request(request_id, conditions, num_samples, masked_text, z_scan)
+    request.material_id = None if material_id is None else str(material_id)
+    return request
+
+
+def _make_request(request_id, conditions, num_samples, masked_text, z_scan) -> SampleRequest:
     if not _ID.match(str(request_id)):
         raise RequestError(f"request id {request_id!r}: use letters, digits and _.-+= only")
     try:
@@ -164,6 +174,7 @@ def read_prompt_file(path: str | Path, default_num_samples: int = 1) -> list[Sam
                 values.get("num_samples", default_num_samples),
                 values.get("masked_text"),
                 _truthy(values.get("z_scan", False)),
+                values.get("material_id"),
             )
         except RequestError as exc:
             errors.append(f"line {i}: {exc}")

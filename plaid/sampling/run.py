@@ -320,6 +320,8 @@ class Sampler:
             "backend": getattr(self.backend, "name", "hf"),
             "model": getattr(self.backend, "model_path", None),
         }
+        if it.request.material_id is not None:
+            rec["material_id"] = it.request.material_id
         if gen.constraint_failed:
             rec["constraint_failed"] = True
         if it.z is not None:

@@ -31,6 +31,10 @@ class PlaidArguments:
         },
     )
     max_structures: int | None = field(default=None, metadata={"help": "Use at most this many structures."})
+    examples_per_structure: int = field(
+        default=1,
+        metadata={"help": "Prompt/completion rows per structure, each with its own task drawn from task_mix."},
+    )
     dataset_seed: int = field(
         default=0, metadata={"help": "Seed of the dataset builder (task assignment, splits)."}
     )
@@ -41,6 +45,29 @@ class PlaidArguments:
             "help": "'domain' builds plaid's local domain tokenizer for the representation; a path or id loads a "
             "saved tokenizer; unset uses the model's own tokenizer (the domain one for plaid-* local models)."
         },
+    )
+    split_fractions: str | None = field(
+        default=None,
+        metadata={
+            "help": "Train/validation/test fractions for a source without its own splits, e.g. '0.9,0.05,0.05' "
+            "(the builder's default). '1,0,0' uses the whole source for training (a file given as the training "
+            "split)."
+        },
+    )
+    num_hidden_layers: int | None = field(
+        default=None, metadata={"help": "Local plaid-* architectures only: number of decoder layers."}
+    )
+    hidden_size: int | None = field(
+        default=None, metadata={"help": "Local plaid-* architectures only: embedding width."}
+    )
+    num_attention_heads: int | None = field(
+        default=None, metadata={"help": "Local plaid-* architectures only: attention heads (and KV heads)."}
+    )
+    intermediate_size: int | None = field(
+        default=None, metadata={"help": "Local plaid-* architectures only: MLP width."}
+    )
+    max_position_embeddings: int | None = field(
+        default=None, metadata={"help": "Local plaid-* architectures only: context length in tokens."}
     )
     preference_dataset: str | None = field(
         default=None,
@@ -79,6 +106,32 @@ class PlaidArguments:
             from ..data.tasks import parse_task_mix
 
             parse_task_mix(self.task_mix)  # validate now, not after the model is loaded
+        if self.split_fractions is not None:
+            self.split_tuple()
+
+    def architecture_overrides(self) -> dict[str, int]:
+        """The LlamaConfig fields set in the config for a local ``plaid-*`` architecture."""
+        out = {k: getattr(self, k) for k in ARCHITECTURE_KEYS if getattr(self, k) is not None}
+        if "num_attention_heads" in out:
+            out["num_key_value_heads"] = out["num_attention_heads"]
+        return out
+
+    def split_tuple(self) -> tuple[float, float, float] | None:
+        if self.split_fractions is None:
+            return None
+        parts = tuple(float(x) for x in str(self.split_fractions).split(","))
+        if len(parts) != 3 or any(x < 0 for x in parts) or abs(sum(parts) - 1) > 1e-6:
+            raise ValueError(f"split_fractions must be three non-negative numbers summing to 1: {self.split_fractions!r}")
+        return parts
+
+
+ARCHITECTURE_KEYS = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+)
 
 
 def recipe_arguments(recipe: str) -> tuple[type, ...]:

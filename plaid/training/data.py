@@ -50,6 +50,8 @@ def sft_dataset(plaid_args, output_dir: str | os.PathLike):
             seed=plaid_args.dataset_seed,
             num_proc=plaid_args.data_num_proc,
             max_structures=plaid_args.max_structures,
+            examples_per_structure=plaid_args.examples_per_structure,
+            **({"split_fractions": plaid_args.split_tuple()} if plaid_args.split_fractions else {}),
         )
         dataset = built[0] if isinstance(built, tuple) else built
     if plaid_args.max_structures is not None and Path(source).is_dir():

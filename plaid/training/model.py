@@ -85,10 +85,18 @@ def load_tokenizer(
 # ----------------------------------------------------------------------------------------------- local models
 
 
-def create_local_model(name: str, tokenizer, output_dir: str | os.PathLike, seed: int = 0) -> Path:
+def create_local_model(
+    name: str,
+    tokenizer,
+    output_dir: str | os.PathLike,
+    seed: int = 0,
+    overrides: dict[str, int] | None = None,
+) -> Path:
     """Create the local architecture ``name`` sized to ``tokenizer``, save it with the tokenizer, return its dir.
 
-    An existing directory with a matching config is reused (so a resumed run keeps the same initial weights).
+    ``overrides`` replaces LlamaConfig fields of the named architecture (layers, width, heads, MLP width, context
+    length: the recipes' architecture keys). An existing directory with the same config is reused (so a resumed run
+    keeps the same initial weights); one with another config is an error, not silently replaced.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -102,14 +110,25 @@ def create_local_model(name: str, tokenizer, output_dir: str | os.PathLike, seed
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
-        **LOCAL_ARCHITECTURES[name],
+        **{**LOCAL_ARCHITECTURES[name], **(overrides or {})},
     )
+    if config.hidden_size % config.num_attention_heads:
+        raise ValueError(
+            f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads {config.num_attention_heads}"
+        )
     existing = path / "config.json"
     if existing.exists():
         saved = json.loads(existing.read_text())
-        if saved.get("plaid_architecture") == name and saved.get("vocab_size") == len(tokenizer):
+        wanted = {k: getattr(config, k) for k in ("vocab_size", *LOCAL_ARCHITECTURES[name])}
+        differs = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+        if saved.get("plaid_architecture") == name and not differs:
             logger.info("reusing local %s base model at %s", name, path)
             return path
+        if saved.get("plaid_architecture") == name:
+            raise ValueError(
+                f"{path} holds a {name} base model with another configuration {differs} (saved, wanted); "
+                "use another output_dir or delete it"
+            )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.config.plaid_architecture = name
@@ -199,8 +218,16 @@ def resolve_base_model(model_args, plaid_args, tokenizer, output_dir: str | os.P
         base = adapter_base_model
     if base is None:
         raise ValueError("set model_name_or_path (or plaid sft_adapter for DPO)")
+    overrides = plaid_args.architecture_overrides()
     if base in LOCAL_ARCHITECTURES:
-        base = str(create_local_model(base, tokenizer, Path(output_dir) / BASE_MODEL_SUBDIR))
+        base = str(
+            create_local_model(base, tokenizer, Path(output_dir) / BASE_MODEL_SUBDIR, overrides=overrides)
+        )
+    elif overrides:
+        raise ValueError(
+            f"architecture keys {sorted(overrides)} apply only to local architectures "
+            f"({', '.join(LOCAL_ARCHITECTURES)}), not to {base!r}"
+        )
     return base
 
 

@@ -58,6 +58,43 @@ def last_checkpoint(training_args) -> str | None:
     return None
 
 
+def run_record(recipe: str, script_args, training_args, model_args, plaid_args, trainer=None) -> dict:
+    """Every argument of the run (and, with ``trainer``, its base model and log history so far)."""
+    record = {
+        "recipe": recipe,
+        "script_args": dataclasses.asdict(script_args),
+        "model_args": dataclasses.asdict(model_args),
+        "plaid_args": dataclasses.asdict(plaid_args),
+        "training_args": training_args.to_dict(),
+    }
+    if trainer is not None:
+        record["base_model"] = _base_name(trainer.model)
+        record["log_history"] = trainer.state.log_history
+    return record
+
+
+def run_record_callback(recipe: str, script_args, training_args, model_args, plaid_args):
+    """A TrainerCallback writing ``plaid_run.json`` into output_dir and each checkpoint when it is saved, so a run
+    killed after a checkpoint still says how it was made."""
+    from transformers import TrainerCallback
+
+    class RunRecordCallback(TrainerCallback):
+        def on_save(self, args, state, control, model=None, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            record = run_record(recipe, script_args, training_args, model_args, plaid_args)
+            record["base_model"] = _base_name(model) if model is not None else None
+            record["global_step"] = state.global_step
+            record["log_history"] = state.log_history
+            text = json.dumps(record, indent=2, default=str)
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            for folder in (Path(args.output_dir), checkpoint):
+                if folder.is_dir():
+                    (folder / RUN_RECORD).write_text(text)
+
+    return RunRecordCallback()
+
+
 def finish(trainer, recipe: str, script_args, training_args, model_args, plaid_args, train_result) -> Path:
     """Save weights (adapter or full model) and tokenizer, and the run record with its metrics."""
     out = Path(training_args.output_dir)
@@ -73,16 +110,8 @@ def finish(trainer, recipe: str, script_args, training_args, model_args, plaid_a
     trainer.save_metrics("train", metrics)
     trainer.save_state()
     if trainer.is_world_process_zero():
-        record = {
-            "recipe": recipe,
-            "base_model": _base_name(trainer.model),
-            "script_args": dataclasses.asdict(script_args),
-            "model_args": dataclasses.asdict(model_args),
-            "plaid_args": dataclasses.asdict(plaid_args),
-            "training_args": training_args.to_dict(),
-            "train_metrics": metrics,
-            "log_history": trainer.state.log_history,
-        }
+        record = run_record(recipe, script_args, training_args, model_args, plaid_args, trainer)
+        record["train_metrics"] = metrics
         (out / RUN_RECORD).write_text(json.dumps(record, indent=2, default=str))
     logger.info("saved %s to %s", recipe, out)
     return out
@@ -125,11 +154,36 @@ def build_trainer(recipe: str, script_args, training_args, model_args, plaid_arg
         eval_dataset=_eval_split(dataset, script_args, training_args),
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=[run_record_callback(recipe, script_args, training_args, model_args, plaid_args)],
     )
     if recipe == "dpo":
         logger.info("DPO reference model: %s", describe_reference(trainer))
+    upcast_trainable_adapters(trainer.model)
     _log_trainable(trainer.model)
     return trainer
+
+
+def upcast_trainable_adapters(model) -> int:
+    """fp32 master weights for the trainable LoRA parameters of a 4/8-bit base; returns how many were cast.
+
+    TRL (1.16) casts them to pure bf16 for a quantized base. In bf16, ``w - 1e-5 == w`` for |w| >= 0.0156 and
+    ``w - 1e-6 == w`` for |w| >= 5e-4, so at PLaID's learning rates (SFT 1e-5, DPO 1e-6) most updates would round
+    away. The weights stay fp32 (the optimizer updates them exactly); with ``bf16: true`` the forward still
+    computes in bf16 under autocast, and PEFT casts the adapter output back to the base layer's dtype."""
+    import torch
+
+    if not getattr(getattr(model, "get_base_model", lambda: model)(), "is_quantized", False):
+        base = getattr(model, "get_base_model", lambda: model)()
+        if not (getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False)):
+            return 0
+    cast = 0
+    for _, param in model.named_parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.to(torch.float32)
+            cast += 1
+    if cast:
+        logger.info("trainable adapter weights kept in fp32 (%d tensors) over the quantized base", cast)
+    return cast
 
 
 def build_sft_trainer(script_args, training_args, model_args, plaid_args):

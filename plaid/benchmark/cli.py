@@ -1,0 +1,100 @@
+"""``plaid benchmark csp`` and ``plaid benchmark gen``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _sampling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model directory (full model or LoRA adapter)")
+    p.add_argument("--out", required=True, help="output directory (re-running with it resumes)")
+    p.add_argument("--representation", default=None, help="default: the model's, from its plaid_run.json")
+    p.add_argument("--no-constrained", dest="constrained", action="store_false",
+                   help="sample without the grammar (default: grammar-constrained decoding)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0, help="0 = off")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--dataset", default=None, choices=["perov_5", "carbon_24", "mp_20", "mpts_52"],
+                   help="which published rows to show (default: guessed from the data paths)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes for matching / fingerprints")
+
+
+def register(subparsers) -> None:
+    bench = subparsers.add_parser(
+        "benchmark", help="CSP and unconditional-generation benchmarks beside the published tables"
+    )
+    sub = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    csp = sub.add_parser(
+        "csp",
+        help="crystal structure prediction: match rate and RMSE at n candidates per test structure",
+        description="Prompt the model with each target's cell composition (optionally its space group), sample "
+        "max(n) candidates per target, match them with StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10). "
+        "Writes DIR/results.json, DIR/table.md, DIR/samples.jsonl and DIR/csp/.",
+    )
+    csp.add_argument("--targets", required=True,
+                     help="test structures: a CDVAE CSV, or a built dataset directory (its --split split)")
+    csp.add_argument("--split", default="test", help="split of a built dataset (default test)")
+    csp.add_argument("--n", type=int, nargs="+", default=[1, 20], help="numbers of candidates (default 1 20)")
+    csp.add_argument("--num-targets", type=int, default=None, help="first K targets only")
+    csp.add_argument("--spacegroup", action="store_true", help="also give the target's space group")
+    csp.add_argument("--candidate-filter", default="struct_valid", choices=["struct_valid", "valid", "parsed"])
+    _sampling_options(csp)
+    csp.set_defaults(func=_run_csp)
+
+    gen = sub.add_parser(
+        "gen",
+        help="unconditional generation: validity, coverage, property distances, novelty, stability, S.U.N.",
+        description="Sample N unconditional structures and evaluate them with plaid evaluate. Writes "
+        "DIR/results.json, DIR/table.md, DIR/samples.jsonl and DIR/eval/.",
+    )
+    gen.add_argument("--reference", required=True,
+                     help="training set (novelty): a CDVAE CSV, or a built dataset directory (its train split)")
+    gen.add_argument("--test", default=None, help="test set for coverage (CDVAE): a CSV, or a built dataset "
+                     "directory (its test split); default: the reference")
+    gen.add_argument("--num-samples", type=int, default=1000)
+    gen.add_argument("--max-atoms", type=int, default=None, help="grammar bound on atoms per cell")
+    gen.add_argument("--relaxer", default=None, choices=["chgnet", "m3gnet"],
+                     help="relax samples for stability and S.U.N. (default: no relaxation)")
+    gen.add_argument("--hull", default=None, help="hull file for E_hull (with --relaxer)")
+    _sampling_options(gen)
+    gen.set_defaults(func=_run_gen)
+    bench.set_defaults(func=lambda args: bench.print_help() or 2)
+
+
+def _common(args) -> dict:
+    return dict(
+        representation=args.representation, constrained=args.constrained, batch_size=args.batch_size,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+        seed=args.seed, device=args.device, dataset=args.dataset, n_jobs=args.jobs,
+    )
+
+
+def _run_csp(args) -> int:
+    from .csp import CSPBenchmarkConfig, run_csp_benchmark
+
+    cfg = CSPBenchmarkConfig(
+        n_values=tuple(sorted(set(args.n))), num_targets=args.num_targets, spacegroup=args.spacegroup,
+        split=args.split, candidate_filter=args.candidate_filter, **_common(args),
+    )
+    results = run_csp_benchmark(args.model, args.targets, args.out, cfg)
+    print(json.dumps({k: results[k] for k in ("match_rate", "rmse", "counts")}, indent=2))
+    print(f"wrote {args.out}/results.json and {args.out}/table.md")
+    return 0
+
+
+def _run_gen(args) -> int:
+    from .gen import GenBenchmarkConfig, run_gen_benchmark
+
+    cfg = GenBenchmarkConfig(
+        num_samples=args.num_samples, max_atoms=args.max_atoms, relaxer=args.relaxer, hull=args.hull,
+        **_common(args),
+    )
+    results = run_gen_benchmark(args.model, args.reference, args.out, test=args.test, config=cfg)
+    print(json.dumps(results["metrics"], indent=2))
+    print(f"wrote {args.out}/results.json and {args.out}/table.md")
+    return 0

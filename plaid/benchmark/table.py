@@ -1,0 +1,62 @@
+"""``table.md``: plaid's measured row beside the published rows (``published.py``), with what differs."""
+
+from __future__ import annotations
+
+import math
+
+from .published import CSP_PUBLISHED, CSP_SOURCE, GEN_COLUMNS, GEN_PUBLISHED, SOURCES
+
+
+def _fmt(value, pct: bool) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100 * value:.2f}" if pct else f"{value:.4f}"
+
+
+def csp_table(results: dict, dataset: str | None) -> str:
+    ns = list(results["match_rate"])
+    head = "| model | " + " | ".join(f"match n={n} % | RMSE n={n}" for n in ns) + " |"
+    lines = [f"# CSP benchmark ({dataset or 'unnamed dataset'})", "", head, "|---" * (1 + 2 * len(ns)) + "|"]
+    cells = [f"{_fmt(results['match_rate'][n], True)} | {_fmt(results['rmse'][n], False)}" for n in ns]
+    lines.append("| **plaid (this run)** | " + " | ".join(cells) + " |")
+    for name, row in CSP_PUBLISHED.get(dataset or "", {}).items():
+        cells = []
+        for n in ns:
+            rate, rmse = row.get(int(n), (None, None))
+            cells.append(f"{'-' if rate is None else f'{rate:.2f}'} | {'-' if rmse is None else f'{rmse:.4f}'}")
+        lines.append(f"| {name} [{CSP_SOURCE}] | " + " | ".join(cells) + " |")
+    c, s, m = results["counts"], results["settings"], results["model"]
+    lines += [
+        "",
+        f"plaid: {c['targets']} targets from {results['data']['targets'].get('path')} "
+        f"({results['data']['targets'].get('kind')}, split {results['data']['targets'].get('split', '-')}), "
+        f"{c['samples']} samples ({c['samples_parsed']} parsed, {c['candidates_ok']} candidates kept by the "
+        f"'{s['candidate_filter']}' filter); prompt: {s['prompt']}; representation {s['representation']}; "
+        f"constrained decoding: {s['constrained']}; temperature {s['temperature']}, top-k {s['top_k']}.",
+        f"Model: {m.get('path')} {m.get('architecture', '')}, trained on {m.get('trained_on')} "
+        f"in {m.get('train_runtime_s')} s.",
+        f"Matcher: {s['matcher']}; RMSE: {s['rmse']}; match rate over {s['match_rate_denominator']}, "
+        f"RMSE over {s['rmse_denominator']}.",
+        "",
+        f"[{CSP_SOURCE}] {SOURCES[CSP_SOURCE]}. Published models were trained on the full training split and "
+        "tested on the full test split; '-' is a number not transcribed here.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def gen_table(results: dict, dataset: str | None) -> str:
+    head = "| model | " + " | ".join(label for _, label in GEN_COLUMNS) + " |"
+    lines = [f"# Unconditional generation benchmark ({dataset or 'unnamed dataset'})", "", head,
+             "|---" * (1 + len(GEN_COLUMNS)) + "|"]
+    pct = {k: not k.startswith("wdist") for k, _ in GEN_COLUMNS}
+    mine = results["metrics"]
+    lines.append("| **plaid (this run)** | " + " | ".join(_fmt(mine.get(k), pct[k]) for k, _ in GEN_COLUMNS) + " |")
+    cited = set()
+    for name, (row, source) in GEN_PUBLISHED.get(dataset or "", {}).items():
+        cited.add(source)
+        cells = ["-" if row[k] is None else (f"{row[k]:.2f}" if pct[k] else f"{row[k]:.3f}") for k, _ in GEN_COLUMNS]
+        lines.append(f"| {name} [{source}] | " + " | ".join(cells) + " |")
+    s = results["settings"]
+    lines += ["", f"plaid: {results['counts']['samples']} samples; {s.get('summary', '')}", ""]
+    lines += [f"[{k}] {SOURCES[k]}." for k in sorted(cited)]
+    return "\n".join(lines) + "\n"
