@@ -75,6 +75,9 @@ def register(subparsers) -> None:
     p.add_argument("--merge", action="store_true", help="merge the LoRA adapter before sampling (faster)")
     p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base (QLoRA inference)")
     p.add_argument("--no-progress", action="store_true")
+    from .mcts.cli import add_arguments as add_mcts_arguments
+
+    add_mcts_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -187,6 +190,10 @@ def run(args) -> int:
 
             check_vllm_constrained()
         Sampler(None, config).check(requests)  # every request error before the model is even loaded
+        if args.mcts:
+            from .mcts.cli import check as check_mcts
+
+            check_mcts(args, requests)
     except (RequestError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     require_writable_file(args.out, "--out")
@@ -204,6 +211,10 @@ def run(args) -> int:
         if args.backend == "hf" and not args.load_in_4bit:
             raise
         raise UsageError(f"--backend {args.backend}{' --load-in-4bit' if args.load_in_4bit else ''}: {exc}") from None
+    if args.mcts:
+        from .mcts.cli import run as run_mcts
+
+        return run_mcts(args, backend, config, requests)
     sampler = Sampler(backend, config)
     try:
         summary = sampler.run(requests, args.out, progress=not args.no_progress)

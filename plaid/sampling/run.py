@@ -282,50 +282,53 @@ class Sampler:
         start = time.perf_counter()
         gens = self.backend.generate([it.prompt for it in batch], [it.seed for it in batch], params, grammars)
         seconds = time.perf_counter() - start
-        records = []
-        for it, gen in zip(batch, gens):
-            structure, error, full = decode_sample(self.representation, it.request, gen.text)
-            rec = {
-                "sample_id": it.sample_id,
-                "request_id": it.request.request_id,
-                "index": it.index,
-                "task": it.request.kind,
-                "representation": cfg.representation,
-                "prompt": it.prompt,
-                "conditions": it.conditions
-                if it.request.task != "infill"
-                else {"masked_text": it.request.masked_text},
-                "text": gen.text,
-                "parsed": structure is not None,
-                "error": error,
-                "lattice_snap": self.representation.lattice_snap(full),
-                "cif": structure.to(fmt="cif") if structure is not None else None,
-                "formula": structure.composition.reduced_formula if structure is not None else None,
-                "num_sites": len(structure) if structure is not None else None,
-                "seed": it.seed,
-                "run_seed": cfg.seed,
-                "temperature": params.temperature,
-                "top_p": params.top_p,
-                "top_k": params.top_k,
-                "max_new_tokens": params.max_new_tokens,
-                "constrained": cfg.constrained,
-                "num_tokens": gen.num_tokens,
-                "finished": gen.finished,
-                "gen_time_s": round(seconds / len(batch), 6),
-                "batch_gen_time_s": round(seconds, 6),
-                "batch_size": len(batch),
-                "backend": getattr(self.backend, "name", "hf"),
-                "model": getattr(self.backend, "model_path", None),
-            }
-            if it.request.material_id is not None:
-                rec["material_id"] = it.request.material_id
-            if gen.constraint_failed:
-                rec["constraint_failed"] = True
-            if it.z is not None:
-                rec["z"] = it.z
-                rec["valid"] = self._zscan_valid(structure)
-            records.append(rec)
+        records = [self.record(it, gen, params, seconds, len(batch)) for it, gen in zip(batch, gens)]
         return records, seconds
+
+    def record(self, it: _Item, gen, params: SamplingParams, seconds: float, batch_size: int) -> dict:
+        """The JSONL record of one generation (``seconds``: the batch's generation time)."""
+        cfg = self.config
+        structure, error, full = decode_sample(self.representation, it.request, gen.text)
+        rec = {
+            "sample_id": it.sample_id,
+            "request_id": it.request.request_id,
+            "index": it.index,
+            "task": it.request.kind,
+            "representation": cfg.representation,
+            "prompt": it.prompt,
+            "conditions": it.conditions
+            if it.request.task != "infill"
+            else {"masked_text": it.request.masked_text},
+            "text": gen.text,
+            "parsed": structure is not None,
+            "error": error,
+            "lattice_snap": self.representation.lattice_snap(full),
+            "cif": structure.to(fmt="cif") if structure is not None else None,
+            "formula": structure.composition.reduced_formula if structure is not None else None,
+            "num_sites": len(structure) if structure is not None else None,
+            "seed": it.seed,
+            "run_seed": cfg.seed,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k,
+            "max_new_tokens": params.max_new_tokens,
+            "constrained": cfg.constrained,
+            "num_tokens": gen.num_tokens,
+            "finished": gen.finished,
+            "gen_time_s": round(seconds / batch_size, 6),
+            "batch_gen_time_s": round(seconds, 6),
+            "batch_size": batch_size,
+            "backend": getattr(self.backend, "name", "hf"),
+            "model": getattr(self.backend, "model_path", None),
+        }
+        if it.request.material_id is not None:
+            rec["material_id"] = it.request.material_id
+        if gen.constraint_failed:
+            rec["constraint_failed"] = True
+        if it.z is not None:
+            rec["z"] = it.z
+            rec["valid"] = self._zscan_valid(structure)
+        return rec
 
     def _zscan_valid(self, structure) -> bool:
         if structure is None:
