@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "plaid.preferences.cli",  # plaid pairs / plaid align
     "plaid.relax",  # plaid relax
     "plaid.benchmark.cli",  # plaid benchmark csp / plaid benchmark gen
+    "plaid.convert",  # plaid convert crystallm
 ]
 
 
