@@ -113,7 +113,7 @@ def nanogpt_to_gpt2_state_dict(state_dict: dict, n_layer: int, n_embd: int, bias
 
     prefix = "_orig_mod."
     sd = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
-    sd = {k: v for k, v in sd.items() if not k.endswith(("attn.bias", "attn.masked_bias"))}
+    sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
     out = {}
     for k, v in sd.items():
         out[k] = v.t().contiguous() if k.endswith(NANOGPT_CONV1D) else v
@@ -178,7 +178,7 @@ def convert_crystallm(ckpt: str | Path, out: str | Path, meta: str | Path | None
                                             bool(model_args.get("bias", True)))
     model = GPT2LMHeadModel(config)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    missing = [k for k in missing if not k.endswith(("attn.bias", "attn.masked_bias"))]
+    missing = [k for k in missing if not k.endswith((".attn.bias", ".attn.masked_bias"))]
     if missing or unexpected:
         raise ValueError(f"checkpoint does not fit GPT-2: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
