@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -69,7 +70,7 @@ SIZES = {
     "full": dict(vocab=32000, samples=2048, batch=256, max_new_tokens=256, train_batch=16, seq_len=256,
                  train_steps=12, warmup_steps=2, structures=1000, relax_batch=128, max_steps=200),
     "smoke": dict(vocab=512, samples=4, batch=2, max_new_tokens=96, train_batch=2, seq_len=32,
-                  train_steps=3, warmup_steps=1, structures=3, relax_batch=3, max_steps=10),
+                  train_steps=3, warmup_steps=1, structures=2, relax_batch=2, max_steps=5),
 }
 # share of the budget each timed section may use (model building is not capped; it is measured)
 SHARES = {"sampling": 0.40, "qlora": 0.25, "relax": 0.35}
@@ -390,8 +391,9 @@ def run_relax(ctx: dict, clock: Clock, budget_s: float) -> dict:
     for lo in range(0, len(structures), chunk):
         sync()
         t0 = time.perf_counter()
-        batched += relaxer.relax(structures[lo : lo + chunk], ids=[str(i) for i in range(lo, lo + chunk)],
-                                 progress=False, batched=True)
+        part = structures[lo : lo + chunk]
+        batched += relaxer.relax(part, ids=[str(i) for i in range(lo, lo + len(part))], progress=False,
+                                 batched=True)
         sync()
         dt = time.perf_counter() - t0
         batched_s += dt
@@ -498,12 +500,14 @@ def main(argv: list[str] | None = None) -> int:
             if name in ("sampling", "qlora") and not summary["sections"]["model"]["ok"]:
                 summary["sections"][name] = {"ok": False, "error": "model section failed", "seconds": 0.0}
                 continue
-            if name != "sampling":  # free the bf16 model (sampling only) before the 4-bit one is loaded
-                ctx.pop("model", None)
+            if name != "sampling" and ctx.pop("model", None) is not None:  # free the bf16 sampling model
+                gc.collect()
                 if cuda:
                     torch.cuda.empty_cache()
             fn = {"sampling": run_sampling, "qlora": run_qlora, "relax": run_relax}[name]
             section(name, summary, fn, ctx, clock, section_budget)
+            if args.out:  # what is done so far survives a run killed later (run.sh's hard limit)
+                Path(args.out).write_text(json.dumps({**summary, "partial": True}, indent=2, default=str))
     summary["total_s"] = clock.elapsed()
     summary["within_budget"] = summary["total_s"] <= budget
     text = json.dumps(summary, indent=2, default=str)
