@@ -56,14 +56,6 @@ LLAMA2_7B = dict(
     max_position_embeddings=4096,
     rms_norm_eps=1e-5,
 )
-TINY = dict(
-    hidden_size=64,
-    intermediate_size=176,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=4,
-    max_position_embeddings=2048,
-)
 
 # full run / smoke run sizes
 SIZES = {
@@ -145,7 +137,9 @@ def build_model(ctx: dict) -> dict:
     t0 = time.perf_counter()
     tok = padded_tokenizer(sizes["vocab"])
     tokenizer_s = time.perf_counter() - t0
-    arch = TINY if ctx["smoke"] else LLAMA2_7B
+    from plaid.training.model import LOCAL_ARCHITECTURES
+
+    arch = LOCAL_ARCHITECTURES["plaid-tiny-llama"] if ctx["smoke"] else LLAMA2_7B
     config = LlamaConfig(
         vocab_size=len(tok),
         bos_token_id=tok.bos_token_id,
