@@ -173,13 +173,16 @@ def test_convert_logits_match_nanogpt(tmp_path, bias, compiled, source):
     assert [g.num_tokens for g in gens] == [5, 5]
 
 
-def test_cli_convert_requires_vocabulary(tmp_path):
+def test_convert_rejects_wrong_vocabulary(tmp_path):
     tokens = crystallm_vocabulary(SPACE_GROUPS)
     ckpt, _ = tiny_checkpoint(len(tokens) - 1, True, False)  # one id too few for this vocabulary
     torch.save(ckpt, tmp_path / "ckpt.pt")
     (tmp_path / "sg.txt").write_text("\n".join(SPACE_GROUPS))
+    with pytest.raises(ValueError, match="embeds"):
+        convert_crystallm(tmp_path / "ckpt.pt", tmp_path / "o", spacegroups=tmp_path / "sg.txt")
+    with pytest.raises(ValueError, match="--meta"):
+        convert_crystallm(tmp_path / "ckpt.pt", tmp_path / "o")
+    # the CLI names the two ways to give the vocabulary
     cmd = [sys.executable, "-m", "plaid.cli", "convert", "crystallm", str(tmp_path / "ckpt.pt"), str(tmp_path / "o")]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode != 0 and "--meta" in proc.stderr
-    proc = subprocess.run([*cmd, "--spacegroups", str(tmp_path / "sg.txt")], capture_output=True, text=True)
-    assert proc.returncode != 0 and "embeds" in proc.stderr
+    assert proc.returncode != 0 and "--meta" in proc.stderr and "--spacegroups" in proc.stderr

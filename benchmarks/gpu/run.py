@@ -280,7 +280,8 @@ def run_qlora(ctx: dict, clock: Clock, budget_s: float) -> dict:
     # fixed-length rows of random in-vocabulary domain tokens (the step cost depends on the length, not the text)
     gen = torch.Generator().manual_seed(0)
     n_rows = sizes["train_batch"] * steps
-    ids = torch.randint(4, 268, (n_rows, sizes["seq_len"]), generator=gen).tolist()
+    n_domain = sum(1 for t in tokenizer.get_vocab() if not t.startswith("<filler"))  # ids 4.. are text pieces
+    ids = torch.randint(4, n_domain, (n_rows, sizes["seq_len"]), generator=gen).tolist()
     dataset = Dataset.from_dict({"input_ids": ids})
 
     step_s: list[float] = []
