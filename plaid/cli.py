@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "plaid.relax",  # plaid relax
     "plaid.benchmark.cli",  # plaid benchmark csp / plaid benchmark gen
     "plaid.app.cli",  # plaid serve
+    "plaid.convert",  # plaid convert crystallm
 ]
 
 
