@@ -55,8 +55,14 @@ NANOGPT_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
 def crystallm_vocabulary(space_groups) -> list[str]:
     """CrystaLLM's token list (index = id) for the given space-group symbols (its spacegroups.txt, in order)."""
     groups = [sg.strip() for sg in space_groups if sg.strip()]
-    return [*CRYSTALLM_ATOMS, *CRYSTALLM_DIGITS, *CRYSTALLM_KEYWORDS, *CRYSTALLM_SYMBOLS,
-            *(sg + SG_SUFFIX for sg in groups), UNK]
+    return [
+        *CRYSTALLM_ATOMS,
+        *CRYSTALLM_DIGITS,
+        *CRYSTALLM_KEYWORDS,
+        *CRYSTALLM_SYMBOLS,
+        *(sg + SG_SUFFIX for sg in groups),
+        UNK,
+    ]
 
 
 def read_vocabulary(meta: str | Path | None = None, spacegroups: str | Path | None = None) -> list[str]:
@@ -73,8 +79,10 @@ def read_vocabulary(meta: str | Path | None = None, spacegroups: str | Path | No
         return [itos[i] if i in itos else itos[str(i)] for i in ids]
     if spacegroups is not None:
         return crystallm_vocabulary(Path(spacegroups).read_text().splitlines())
-    raise ValueError("give CrystaLLM's vocabulary: --meta META.pkl (its tokenized data) or --spacegroups "
-                     "spacegroups.txt (crystallm/spacegroups.txt of a CrystaLLM checkout)")
+    raise ValueError(
+        "give CrystaLLM's vocabulary: --meta META.pkl (its tokenized data) or --spacegroups "
+        "spacegroups.txt (crystallm/spacegroups.txt of a CrystaLLM checkout)"
+    )
 
 
 def build_crystallm_tokenizer(tokens: list[str]):
@@ -91,8 +99,11 @@ def build_crystallm_tokenizer(tokens: list[str]):
     # collapse blanks, then mark the space group after its keyword (only there, as CrystaLLM does)
     steps = [normalizers.Replace(Regex("[ \t]+"), " ")]
     for sg in groups:
-        steps.append(normalizers.Replace(Regex(f"{re.escape(SG_KEYWORD)} {re.escape(sg)}\n"),
-                                         f"{SG_KEYWORD} {sg}{SG_SUFFIX}\n"))
+        steps.append(
+            normalizers.Replace(
+                Regex(f"{re.escape(SG_KEYWORD)} {re.escape(sg)}\n"), f"{SG_KEYWORD} {sg}{SG_SUFFIX}\n"
+            )
+        )
     pieces = sorted((t for t in tokens if t != UNK), key=len, reverse=True)
     pattern = "|".join(re.escape(t) for t in pieces) + r"|\w+|[.,;!?]"
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
@@ -112,7 +123,7 @@ def nanogpt_to_gpt2_state_dict(state_dict: dict, n_layer: int, n_embd: int, bias
     import torch
 
     prefix = "_orig_mod."
-    sd = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
+    sd = {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state_dict.items()}
     sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
     out = {}
     for k, v in sd.items():
@@ -121,8 +132,14 @@ def nanogpt_to_gpt2_state_dict(state_dict: dict, n_layer: int, n_embd: int, bias
         out["lm_head.weight"] = out["transformer.wte.weight"]
     if not bias:
         dtype = out["transformer.wte.weight"].dtype
-        widths = {"ln_1": n_embd, "ln_2": n_embd, "attn.c_attn": 3 * n_embd, "attn.c_proj": n_embd,
-                  "mlp.c_fc": 4 * n_embd, "mlp.c_proj": n_embd}
+        widths = {
+            "ln_1": n_embd,
+            "ln_2": n_embd,
+            "attn.c_attn": 3 * n_embd,
+            "attn.c_proj": n_embd,
+            "mlp.c_fc": 4 * n_embd,
+            "mlp.c_proj": n_embd,
+        }
         for i in range(n_layer):
             for name, width in widths.items():
                 out.setdefault(f"transformer.h.{i}.{name}.bias", torch.zeros(width, dtype=dtype))
@@ -147,35 +164,48 @@ def gpt2_config(model_args: dict, tokenizer=None):
         n_inner=4 * n_embd,
         activation_function="gelu",  # nanoGPT: nn.GELU() (exact erf)
         layer_norm_epsilon=1e-5,  # F.layer_norm's default, which nanoGPT uses
-        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
         tie_word_embeddings=True,
-        bos_token_id=None, eos_token_id=None,
+        bos_token_id=None,
+        eos_token_id=None,
         pad_token_id=tokenizer.pad_token_id if tokenizer is not None else None,
     )
 
 
-def convert_crystallm(ckpt: str | Path, out: str | Path, meta: str | Path | None = None,
-                      spacegroups: str | Path | None = None) -> Path:
+def convert_crystallm(
+    ckpt: str | Path, out: str | Path, meta: str | Path | None = None, spacegroups: str | Path | None = None
+) -> Path:
     """Write CrystaLLM checkpoint ``ckpt`` as a Hugging Face GPT-2 model + tokenizer in ``out``; returns ``out``."""
     import torch
     from transformers import GPT2LMHeadModel
 
     checkpoint = torch.load(str(ckpt), map_location="cpu", weights_only=False)
     if not isinstance(checkpoint, dict) or "model_args" not in checkpoint or "model" not in checkpoint:
-        raise ValueError(f"{ckpt} is not a nanoGPT/CrystaLLM checkpoint (a dict with 'model_args' and 'model')")
+        raise ValueError(
+            f"{ckpt} is not a nanoGPT/CrystaLLM checkpoint (a dict with 'model_args' and 'model')"
+        )
     model_args = dict(checkpoint["model_args"])
     tokens = read_vocabulary(meta, spacegroups)
     if len(tokens) > int(model_args["vocab_size"]):
-        raise ValueError(f"the vocabulary has {len(tokens)} tokens but the checkpoint embeds "
-                         f"{model_args['vocab_size']}: not this checkpoint's vocabulary")
+        raise ValueError(
+            f"the vocabulary has {len(tokens)} tokens but the checkpoint embeds "
+            f"{model_args['vocab_size']}: not this checkpoint's vocabulary"
+        )
     if len(tokens) < int(model_args["vocab_size"]):
-        logger.warning("the checkpoint embeds %s ids, the vocabulary has %d (the extra ids are never produced "
-                       "by the tokenizer)", model_args["vocab_size"], len(tokens))
+        logger.warning(
+            "the checkpoint embeds %s ids, the vocabulary has %d (the extra ids are never produced "
+            "by the tokenizer)",
+            model_args["vocab_size"],
+            len(tokens),
+        )
     tokenizer = build_crystallm_tokenizer(tokens)
     config = gpt2_config(model_args, tokenizer)
     config.plaid_converted_from = "crystallm"
-    state_dict = nanogpt_to_gpt2_state_dict(checkpoint["model"], config.n_layer, config.n_embd,
-                                            bool(model_args.get("bias", True)))
+    state_dict = nanogpt_to_gpt2_state_dict(
+        checkpoint["model"], config.n_layer, config.n_embd, bool(model_args.get("bias", True))
+    )
     model = GPT2LMHeadModel(config)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     missing = [k for k in missing if not k.endswith((".attn.bias", ".attn.masked_bias"))]
@@ -186,8 +216,14 @@ def convert_crystallm(ckpt: str | Path, out: str | Path, meta: str | Path | None
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    logger.info("converted %s (%d layers, %d embd, vocab %d) to %s", ckpt, config.n_layer, config.n_embd,
-                config.vocab_size, out)
+    logger.info(
+        "converted %s (%d layers, %d embd, vocab %d) to %s",
+        ckpt,
+        config.n_layer,
+        config.n_embd,
+        config.vocab_size,
+        out,
+    )
     return out
 
 
@@ -195,18 +231,41 @@ def convert_crystallm(ckpt: str | Path, out: str | Path, meta: str | Path | None
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("convert", help="convert another project's model into a Hugging Face model")
+    parser = subparsers.add_parser(
+        "convert", help="convert another project's model into a Hugging Face model"
+    )
     sub = parser.add_subparsers(dest="source", metavar="SOURCE", required=True)
     p = sub.add_parser("crystallm", help="a CrystaLLM/nanoGPT ckpt.pt -> GPT2LMHeadModel + tokenizer")
     p.add_argument("ckpt", help="CrystaLLM ckpt.pt")
     p.add_argument("out", help="output directory (plaid sample --model OUT --representation cif)")
     vocab = p.add_mutually_exclusive_group(required=True)
-    vocab.add_argument("--meta", help="CrystaLLM's meta.pkl of the tokenized training data (exact vocabulary)")
-    vocab.add_argument("--spacegroups", help="CrystaLLM's crystallm/spacegroups.txt (vocabulary rebuilt from it)")
+    vocab.add_argument(
+        "--meta", help="CrystaLLM's meta.pkl of the tokenized training data (exact vocabulary)"
+    )
+    vocab.add_argument(
+        "--spacegroups", help="CrystaLLM's crystallm/spacegroups.txt (vocabulary rebuilt from it)"
+    )
     p.set_defaults(func=_cli)
 
 
 def _cli(args) -> int:
-    out = convert_crystallm(args.ckpt, args.out, meta=args.meta, spacegroups=args.spacegroups)
+    from .cli_checks import require_file, require_writable_dir
+    from .errors import InputError
+
+    require_file(args.ckpt, "CrystaLLM checkpoint", "CKPT")
+    for option, value in (("--meta", args.meta), ("--spacegroups", args.spacegroups)):
+        if value is not None:
+            require_file(value, "CrystaLLM vocabulary", option)
+    require_writable_dir(args.out, "OUT")
+    try:
+        out = convert_crystallm(args.ckpt, args.out, meta=args.meta, spacegroups=args.spacegroups)
+    except (
+        ValueError,
+        KeyError,
+        EOFError,
+        RuntimeError,
+        pickle.UnpicklingError,
+    ) as exc:  # not the expected layout
+        raise InputError(f"{args.ckpt}: {exc}") from None
     print(out)
     return 0

@@ -90,6 +90,48 @@ def register(subparsers) -> None:
     bench.set_defaults(func=lambda args: bench.print_help() or 2)
 
 
+def _require_structures(path, option: str, split: str) -> None:
+    """A CDVAE CSV, or a built dataset directory holding ``split``."""
+    from pathlib import Path
+
+    from ..cli_checks import read_csv_checked
+    from ..errors import InputError
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        dataset = p / "dataset" if (p / "dataset").is_dir() else p
+        if not (dataset / "dataset_dict.json").is_file():
+            raise InputError(
+                f"{option}: {p} is not a dataset built by plaid (no dataset_dict.json); give a CDVAE CSV "
+                "or the output directory of plaid data build / the SFT recipe"
+            )
+        if not (dataset / split).is_dir():
+            raise InputError(f"{option}: {p} has no {split!r} split")
+        return
+    read_csv_checked(
+        p, "structures", option, hint="give a CDVAE-format CSV (material_id, cif) or a built dataset"
+    )
+
+
+def _check(args, structure_options: dict[str, str]) -> None:
+    """Every input error before the model loads: structures, output, options, then the model directory."""
+    from ..cli_checks import require_model_dir, require_positive, require_writable_dir
+
+    for option, split in structure_options.items():
+        value = getattr(args, option.lstrip("-").replace("-", "_"))
+        if value is not None:
+            _require_structures(value, option, split)
+    require_writable_dir(args.out, "--out")
+    require_positive(args.batch_size, "--batch-size")
+    require_positive(args.jobs, "--jobs")
+    for option in ("--n", "--num-targets", "--num-samples"):
+        values = getattr(args, option.lstrip("-").replace("-", "_"), None)
+        for value in values if isinstance(values, list) else [values]:
+            if value is not None:
+                require_positive(value, option)
+    require_model_dir(args.model, "--model")
+
+
 def _common(args) -> dict:
     return dict(
         representation=args.representation,
@@ -109,6 +151,7 @@ def _common(args) -> dict:
 def _run_csp(args) -> int:
     from .csp import CSPBenchmarkConfig, run_csp_benchmark
 
+    _check(args, {"--targets": args.split})
     cfg = CSPBenchmarkConfig(
         n_values=tuple(sorted(set(args.n))),
         num_targets=args.num_targets,
@@ -126,6 +169,7 @@ def _run_csp(args) -> int:
 def _run_gen(args) -> int:
     from .gen import GenBenchmarkConfig, run_gen_benchmark
 
+    _check(args, {"--reference": "train", "--test": "test"})
     cfg = GenBenchmarkConfig(
         num_samples=args.num_samples,
         max_atoms=args.max_atoms,

@@ -112,7 +112,7 @@ def _check_evaluate(args: argparse.Namespace) -> None:
     if args.coverage_reference is not None:
         read_csv_checked(args.coverage_reference, "coverage reference", "--coverage-reference")
     require_writable_dir(args.out, "--out")
-    if args.comp_scaler is not None:
+    if args.comp_scaler is not None and args.comp_scaler not in ("cdvae", "fit"):
         require_file(args.comp_scaler, "Magpie scaler", "--comp-scaler", "give an .npz with 'means' and 'stds'")
     if args.oxidation_states not in ("smact14", "icsd24"):
         require_file(args.oxidation_states, "oxidation-state table", "--oxidation-states",
