@@ -262,4 +262,4 @@ def test_serve_cli_refuses_a_missing_model(tmp_path, capsys):
     from plaid.cli import main
 
     assert main(["serve", "--model", str(tmp_path / "nothing")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "no model directory" in capsys.readouterr().err

@@ -110,7 +110,9 @@ def test_benchmark_commands_end_to_end_on_a_tiny_model(tmp_path, tiny_model, tar
 
     reference = tmp_path / "train.csv"
     pd.read_csv(perov_csv).iloc[10:40].to_csv(reference, index=False)
-    cfg = GenBenchmarkConfig(num_samples=2, batch_size=2, representation="wyckoff", max_atoms=6)
+    cfg = GenBenchmarkConfig(
+        num_samples=2, batch_size=2, representation="wyckoff", max_atoms=6, dataset="perov_5"
+    )
     gen = run_gen_benchmark(str(tiny_model), str(reference), tmp_path / "gen", test=str(targets), config=cfg)
     assert gen["counts"]["samples"] == 2
     assert gen["metrics"]["stable_relaxed"] is None or math.isnan(

@@ -62,21 +62,22 @@ def test_infill_samples_are_evaluated_as_the_completed_structure(perov, tmp_path
 
 
 # 2 ------------------------------------------------------------------------------------------- missing sample_id
-def test_pairs_accepts_records_without_sample_id_and_names_a_missing_prompt(perov, tmp_path):
+def test_pairs_accepts_records_without_sample_id_and_names_a_missing_prompt(perov, tmp_path, capsys):
     root, structs = perov
     records = [{k: v for k, v in _rec(None, s).items() if k != "sample_id"} for s in structs[40:44]]
     samples = _write(tmp_path / "s.jsonl", records)
     evaluate(samples, root / "train.csv", tmp_path / "eval", EvaluationConfig(dataset="perov_5", relax=False,
                                                                              plots=False))
-    with pytest.raises(SystemExit) as exc:  # no energies: nothing to prefer, said in one line, not a KeyError
-        main(["pairs", str(samples), "--out", str(tmp_path / "pairs"), "--labels", str(tmp_path / "eval")])
-    assert str(exc.value).startswith("plaid pairs: no accepted sample")
+    capsys.readouterr()
+    # no energies: nothing to prefer, said in one line (exit 3, nothing produced), not a KeyError
+    assert main(["pairs", str(samples), "--out", str(tmp_path / "pairs"), "--labels", str(tmp_path / "eval")]) == 3
+    assert capsys.readouterr().err.startswith("plaid pairs: error: 0 pairs")
     labels = read_jsonl(tmp_path / "pairs_labels" / "labels.jsonl")
     assert [lab["sample_id"] for lab in labels] == ["0", "1", "2", "3"]  # the ids plaid evaluate gives
     no_prompt = _write(tmp_path / "np.jsonl", [{k: v for k, v in r.items() if k != "prompt"} for r in records])
-    with pytest.raises(SystemExit) as exc:
-        main(["pairs", str(no_prompt), "--out", str(tmp_path / "p2"), "--labels", str(tmp_path / "eval")])
-    assert "np.jsonl" in str(exc.value) and "'prompt'" in str(exc.value)
+    assert main(["pairs", str(no_prompt), "--out", str(tmp_path / "p2"), "--labels", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert "np.jsonl" in err and "'prompt'" in err and "Traceback" not in err
 
 
 # 4 ---------------------------------------------------------------------------------------- matcher exceptions

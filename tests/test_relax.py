@@ -192,7 +192,8 @@ def test_resume_skips_finished_ids_and_repairs_a_torn_line(chgnet, perov_structu
                        initial_energy_per_atom=-1.0, wall_time_s=123.0)
     from plaid.io import dumps
 
-    out.write_text(dumps(done.to_record()) + "\n" + '{"id": "b", "status": "conv')
+    # (a result is reused only when it was made with the same relaxer settings, stored with it)
+    out.write_text(dumps({**done.to_record(), "settings": chgnet.settings()}) + "\n" + '{"id": "b", "status": "conv')
     results = chgnet.relax(structures, ids=["a", "b", "c"], out_path=out, progress=False)
     assert results[0].energy_per_atom == -1.25 and results[0].n_steps == 7  # taken from the file, not recomputed
     assert results[0].structure == structures[0]

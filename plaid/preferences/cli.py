@@ -72,9 +72,10 @@ def _check_pairs(args: argparse.Namespace) -> None:
     from ..errors import InputError, UsageError
 
     records = read_jsonl_checked(args.samples, "samples")
-    missing = [str(r.get("sample_id", i)) for i, r in enumerate(records) if "sample_id" not in r or "prompt" not in r]
+    # records without sample_id get the ids plaid evaluate gives (their position); a prompt is needed for a pair
+    missing = [str(r.get("sample_id", i)) for i, r in enumerate(records) if "prompt" not in r]
     if missing:
-        raise InputError(f"samples: {len(missing)} record(s) of {args.samples} lack sample_id or prompt (first: "
+        raise InputError(f"samples: {len(missing)} record(s) of {args.samples} lack 'prompt' (first: "
                          f"{missing[0]}); give the JSONL written by plaid sample")
     require_writable_dir(args.out, "--out")
     labels_dir = Path(args.labels_dir or Path(args.out).with_name(Path(args.out).name + "_labels"))

@@ -202,7 +202,8 @@ def run(args) -> int:
     if args.extxyz:
         require_writable_file(args.extxyz, "--extxyz")
     model = require_model_dir(args.model, "--model")
-    _check_resume_settings(args, model)
+    if not args.mcts:  # MCTSSampler checks its own resume settings (tree, scorer, decoding)
+        _check_resume_settings(args, model)
     try:
         backend = load_backend(
             model, args.backend, device=args.device, merge=args.merge, load_in_4bit=args.load_in_4bit
