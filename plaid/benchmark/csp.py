@@ -17,11 +17,12 @@ import csv
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from .settings import BenchmarkSampling, run_sampling
 from .targets import load_targets, model_info
 
 logger = logging.getLogger(__name__)
@@ -31,24 +32,12 @@ SAMPLES_FILE = "samples.jsonl"
 
 
 @dataclass
-class CSPBenchmarkConfig:
+class CSPBenchmarkConfig(BenchmarkSampling):
     n_values: tuple[int, ...] = (1, 20)
     num_targets: int | None = None  # first K targets (in file order) of the test set
     spacegroup: bool = False  # prompt with the target's space group too
     split: str = "test"  # split of a built dataset given as targets
-    representation: str | None = None  # default: the model's training representation
-    constrained: bool = True
-    batch_size: int = 32
-    seed: int = 0
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0
-    max_new_tokens: int | None = None
     candidate_filter: str = "struct_valid"
-    device: str | None = None
-    n_jobs: int = 1
-    dataset: str | None = None  # perov_5 / carbon_24 / mp_20 / mpts_52: which published rows to show
-    extra: dict = field(default_factory=dict)
 
 
 def csp_prompt_rows(
@@ -96,9 +85,7 @@ def run_csp_benchmark(
 ) -> dict:
     """Sample candidates for each target, evaluate CSP, write ``results.json`` and ``table.md``; returns results."""
     from ..evaluation.csp import run_csp
-    from ..sampling.generate import SamplingParams, load_backend
     from ..sampling.requests import read_prompt_file
-    from ..sampling.run import SampleConfig, Sampler
     from .table import csp_table
 
     cfg = config or CSPBenchmarkConfig()
@@ -116,17 +103,7 @@ def run_csp_benchmark(
         writer.writeheader()
         writer.writerows(prompts)
     requests = read_prompt_file(prompt_file)
-    sample_config = SampleConfig(
-        representation=representation,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        params=SamplingParams(cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens),
-        constrained=cfg.constrained,
-    )
-    Sampler(None, sample_config).check(requests)
-    if backend is None:
-        backend = load_backend(model, "hf", device=cfg.device)
-    summary = Sampler(backend, sample_config).run(requests, out / SAMPLES_FILE)
+    summary = run_sampling(model, requests, out / SAMPLES_FILE, cfg, representation, backend)
     report = run_csp(
         out / SAMPLES_FILE,
         out / TARGETS_FILE,
@@ -151,7 +128,7 @@ def run_csp_benchmark(
             "matched": {k: v.get("n_matched") for k, v in report["metrics"].items()},
         },
         "settings": {
-            **{k: v for k, v in asdict(cfg).items() if k != "extra"},
+            **asdict(cfg),
             "representation": representation,
             "prompt": "cell composition" + (" + space group" if cfg.spacegroup else ""),
             "matcher": report["settings"]["matcher"],

@@ -12,28 +12,17 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .settings import BenchmarkSampling, run_sampling
 from .targets import guess_dataset, load_targets, model_info
 
 SAMPLES_FILE = "samples.jsonl"
 
 
 @dataclass
-class GenBenchmarkConfig:
+class GenBenchmarkConfig(BenchmarkSampling):
     num_samples: int = 1000
-    representation: str | None = None
-    constrained: bool = True
-    batch_size: int = 32
-    seed: int = 0
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0
-    max_new_tokens: int | None = None
-    max_atoms: int | None = None
     relaxer: str | None = None  # chgnet / m3gnet; None: no relaxation (no stability, no S.U.N.)
     hull: str | None = None
-    dataset: str | None = None
-    device: str | None = None
-    n_jobs: int = 1
 
 
 # report.json key -> results key (fractions; distances as they are)
@@ -72,9 +61,7 @@ def run_gen_benchmark(
 ) -> dict:
     """Sample, evaluate, write ``results.json`` and ``table.md``; returns the results."""
     from ..evaluation import EvaluationConfig, evaluate
-    from ..sampling.generate import SamplingParams, load_backend
     from ..sampling.requests import make_request
-    from ..sampling.run import SampleConfig, Sampler
     from .table import gen_table
 
     cfg = config or GenBenchmarkConfig()
@@ -86,19 +73,8 @@ def run_gen_benchmark(
     test = _as_csv(test, "test", out / "test.csv") if test else None
     info = model_info(model)
     representation = cfg.representation or info.get("representation") or "wyckoff"
-    sample_config = SampleConfig(
-        representation=representation,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        params=SamplingParams(cfg.temperature, cfg.top_p, cfg.top_k, cfg.max_new_tokens),
-        constrained=cfg.constrained,
-        grammar_options={"max_atoms": cfg.max_atoms} if cfg.max_atoms else {},
-    )
     requests = [make_request("unconditional", {}, cfg.num_samples)]
-    Sampler(None, sample_config).check(requests)
-    if backend is None:
-        backend = load_backend(model, "hf", device=cfg.device)
-    summary = Sampler(backend, sample_config).run(requests, out / SAMPLES_FILE)
+    summary = run_sampling(model, requests, out / SAMPLES_FILE, cfg, representation, backend)
     eval_cfg = EvaluationConfig(
         dataset=dataset if dataset in ("mp_20", "perov_5", "carbon_24") else None,
         coverage_reference=str(test) if test else None,
