@@ -6,11 +6,11 @@ export PLAID_DATA_DIR=${PLAID_DATA_DIR:-../shared/data} HF_HUB_OFFLINE=1
 MODEL=outputs/perov_5/sft_scratch
 NUM_TARGETS=${NUM_TARGETS:-}   # empty: the whole test split
 [ -f "$MODEL/model.safetensors" ] || accelerate launch --cpu recipes/sft.py --config recipes/configs/perov_5/sft_scratch.yaml
-# CSP (composition only), n = 1 and 20, unconstrained sampling as CrystaLLM does, then with the grammar
-plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num-targets $NUM_TARGETS} \
-    --n 1 20 --no-constrained --batch-size 64 --out outputs/perov_5/bench_csp
+# CSP (composition only), n = 1 and 20, grammar-constrained (the README's table), then unconstrained as CrystaLLM does
 plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num-targets $NUM_TARGETS} \
     --n 1 20 --batch-size 64 --out outputs/perov_5/bench_csp_constrained
+plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num-targets $NUM_TARGETS} \
+    --n 1 20 --no-constrained --batch-size 64 --out outputs/perov_5/bench_csp
 # unconditional generation: novelty against the training split, coverage against the test split (CDVAE)
 plaid benchmark gen --model $MODEL --reference $MODEL/dataset --test $MODEL/dataset --num-samples 1000 \
-    --no-constrained --batch-size 64 --out outputs/perov_5/bench_gen
+    --batch-size 64 --dataset perov_5 --out outputs/perov_5/bench_gen
