@@ -81,10 +81,8 @@ def model_info(model: str | Path) -> dict:
             train_loss=metrics.get("train_loss"),
             recipe=record.get("recipe"),
         )
-        if info["trained_on"]:
-            info["trained_on"] = (
-                Path(str(info["trained_on"])).name if "/" in str(info["trained_on"]) else info["trained_on"]
-            )
+        if info["trained_on"]:  # a file name or dataset name, never this machine's path
+            info["trained_on"] = Path(str(info["trained_on"])).name
             info["trained_on_dataset"] = guess_dataset(plaid_args.get("dataset_source"))
     config = model / "config.json"
     if config.exists():

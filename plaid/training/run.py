@@ -172,10 +172,9 @@ def upcast_trainable_adapters(model) -> int:
     computes in bf16 under autocast, and PEFT casts the adapter output back to the base layer's dtype."""
     import torch
 
-    if not getattr(getattr(model, "get_base_model", lambda: model)(), "is_quantized", False):
-        base = getattr(model, "get_base_model", lambda: model)()
-        if not (getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False)):
-            return 0
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not any(getattr(base, flag, False) for flag in ("is_quantized", "is_loaded_in_4bit", "is_loaded_in_8bit")):
+        return 0
     cast = 0
     for _, param in model.named_parameters():
         if param.requires_grad and param.dtype != torch.float32:
