@@ -85,3 +85,24 @@ def test_two_iterations_end_to_end_then_resume(tmp_path, sft_adapter, perov_csv,
     monkeypatch.setattr(align_module, "dpo_stage", fail)
     again = run_alignment(config)
     assert [r["n_pairs"] for r in again["rows"]] == [r["n_pairs"] for r in rows]
+
+
+def test_dpo_stage_starts_a_full_model_by_name_and_an_adapter_in_place(tmp_path, monkeypatch, sft_adapter):
+    """A from-scratch recipe's full model is DPO-trained whole (model_name_or_path); a LoRA adapter in place."""
+    from plaid.training import run as run_module
+
+    seen = []
+
+    def fake_run_dpo(script_args, training_args, model_args, plaid_args):
+        seen.append((model_args.model_name_or_path, plaid_args.sft_adapter))
+        return tmp_path / "dpo"
+
+    monkeypatch.setattr(run_module, "run_dpo", fake_run_dpo)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "config.json").write_text("{}")
+    config = AlignConfig.from_yaml(ROOT / "recipes/configs/carbon_24/align.yaml")
+    align_module.dpo_stage(config, str(full), tmp_path / "pairs", tmp_path / "dpo")
+    align_module.dpo_stage(config, str(sft_adapter), tmp_path / "pairs", tmp_path / "dpo")
+    assert seen[0] == (str(full), None)
+    assert seen[1][1] == str(sft_adapter)

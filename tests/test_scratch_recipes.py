@@ -11,14 +11,14 @@ import pytest
 from plaid.training.args import parse_recipe_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRATCH = sorted((ROOT / "recipes" / "configs").glob("*/sft_scratch.yaml"))
+SCRATCH = sorted((ROOT / "recipes" / "configs").glob("*/sft_scratch*.yaml"))
 
 
 def test_scratch_recipes_exist_for_the_three_datasets():
     assert {p.parent.name for p in SCRATCH} >= {"perov_5", "carbon_24", "mp_20"}
 
 
-@pytest.mark.parametrize("config", SCRATCH, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("config", SCRATCH, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_scratch_recipe_sets_architecture_and_csp_tasks(config):
     _, training, model_args, plaid_args = parse_recipe_config(
         "sft", config, "--dataset_source", "x.csv", "--output_dir", "/tmp/elsewhere"

@@ -28,7 +28,7 @@ PLAID_PP_TEMPERATURES = [0.7, 0.7, 0.9, 0.9, 1.1, 1.1, 1.3]  # PLaID++'s per-ite
 class AlignConfig:
     """Flat YAML config of ``plaid align`` (unknown keys are errors)."""
 
-    sft_adapter: str  # the SFT LoRA adapter the first iteration starts from
+    sft_adapter: str  # the SFT model the first iteration starts from: a LoRA adapter dir or a full model dir
     output_dir: str
     dpo_config: str  # a DPO recipe YAML (recipes/configs/...); sft_adapter/preference_dataset/output_dir are set here
     iterations: int = 7
@@ -180,11 +180,15 @@ def iteration_metrics(samples: Path, labels_dir: Path, labeller: _Labeller, conf
 
 def dpo_stage(config: AlignConfig, adapter: str, pairs_dir: Path, out: Path) -> dict:
     from ..training.args import parse_recipe_config
+    from ..training.model import is_adapter_dir
     from ..training.run import run_dpo
 
+    # a LoRA adapter is DPO-trained in place (its frozen copy is the reference); a full model (e.g. a from-scratch
+    # recipe's) is trained whole, with a frozen copy of itself as the reference
+    start = "--sft_adapter" if is_adapter_dir(adapter) else "--model_name_or_path"
     args = parse_recipe_config(
         "dpo", config.dpo_config,
-        "--sft_adapter", str(adapter), "--preference_dataset", str(pairs_dir), "--preference_pairs", "saved",
+        start, str(adapter), "--preference_dataset", str(pairs_dir), "--preference_pairs", "saved",
         "--output_dir", str(out), "--dataset_train_split", "train", "--dataset_test_split", "test",
         *config.dpo_overrides,
     )
