@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from plaid.benchmark import CSPBenchmarkConfig, GenBenchmarkConfig, run_csp_benchmark, run_gen_benchmark
+from plaid.benchmark.gen import wilson_interval
 from plaid.sampling.generate import Generation
 
 
@@ -121,3 +122,14 @@ def test_benchmark_commands_end_to_end_on_a_tiny_model(tmp_path, tiny_model, tar
     assert 0 <= gen["metrics"]["struct_valid"] <= 1
     assert "PLaID" not in (tmp_path / "gen" / "table.md").read_text()  # perov_5: CDVAE's row only
     assert "CDVAE" in (tmp_path / "gen" / "table.md").read_text()
+    valid = round(gen["metrics"]["struct_valid"] * 2)
+    assert gen["ci95"]["struct_valid"] == [round(x, 4) for x in wilson_interval(valid, 2)]
+
+
+def test_wilson_interval_known_values():
+    """Wilson 95% score interval (Newcombe 1998, table I): 81/263 -> 0.2553-0.3662; 0/10 -> 0-0.2775."""
+    lo, hi = wilson_interval(81, 263)
+    assert abs(lo - 0.2553) < 5e-4 and abs(hi - 0.3662) < 5e-4
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and abs(hi - 0.2775) < 5e-4
+    assert wilson_interval(0, 0) == (0.0, 1.0)

@@ -84,6 +84,8 @@ def register(subparsers) -> None:
         choices=["chgnet", "m3gnet"],
         help="relax samples for stability and S.U.N. (default: no relaxation)",
     )
+    gen.add_argument("--relaxer-model", default=None, help="model path of the relaxer (m3gnet weights directory)")
+    gen.add_argument("--relax-steps", type=int, default=500, help="FIRE steps per structure (default 500)")
     gen.add_argument("--hull", default=None, help="hull file for E_hull (with --relaxer)")
     _sampling_options(gen)
     gen.set_defaults(func=_run_gen)
@@ -124,7 +126,7 @@ def _check(args, structure_options: dict[str, str]) -> None:
     require_writable_dir(args.out, "--out")
     require_positive(args.batch_size, "--batch-size")
     require_positive(args.jobs, "--jobs")
-    for option in ("--n", "--num-targets", "--num-samples"):
+    for option in ("--n", "--num-targets", "--num-samples", "--relax-steps"):
         values = getattr(args, option.lstrip("-").replace("-", "_"), None)
         for value in values if isinstance(values, list) else [values]:
             if value is not None:
@@ -174,6 +176,8 @@ def _run_gen(args) -> int:
         num_samples=args.num_samples,
         max_atoms=args.max_atoms,
         relaxer=args.relaxer,
+        relaxer_model_path=args.relaxer_model,
+        relax_steps=args.relax_steps,
         hull=args.hull,
         **_common(args),
     )

@@ -22,7 +22,34 @@ SAMPLES_FILE = "samples.jsonl"
 class GenBenchmarkConfig(BenchmarkSampling):
     num_samples: int = 1000
     relaxer: str | None = None  # chgnet / m3gnet; None: no relaxation (no stability, no S.U.N.)
+    relaxer_model_path: str | None = None  # m3gnet weights directory
+    relax_steps: int = 500  # FIRE steps per structure (fmax 0.1 eV/A)
     hull: str | None = None
+
+
+# rates over all samples, reported with a 95% Wilson interval
+RATE_METRICS = ("struct_valid", "comp_valid", "valid", "unique", "novel", "stable_relaxed", "metastable", "sun")
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a binomial rate (95% for the default z); (0, 1) when n is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate_intervals(metrics: dict, n: int | None) -> dict:
+    """95% Wilson intervals of the rate metrics (fractions over ``n`` samples); None where a rate is missing."""
+    out = {}
+    for key in RATE_METRICS:
+        value = metrics.get(key)
+        if value is None or not n:
+            continue
+        out[key] = [round(x, 4) for x in wilson_interval(round(value * n), n)]
+    return out
 
 
 # report.json key -> results key (fractions; distances as they are)
@@ -80,6 +107,8 @@ def run_gen_benchmark(
         coverage_reference=str(test) if test else None,
         relax=cfg.relaxer is not None,
         relaxer=cfg.relaxer or "chgnet",
+        relaxer_model_path=cfg.relaxer_model_path,
+        max_steps=cfg.relax_steps,
         hull=cfg.hull,
         n_jobs=cfg.n_jobs,
         plots=True,
@@ -89,6 +118,7 @@ def run_gen_benchmark(
     results = {
         "benchmark": "gen",
         "metrics": metrics,
+        "ci95": rate_intervals(metrics, report.get("n_samples")),
         "counts": {"samples": report.get("n_samples"), "parsed": summary.get("parsed")},
         "settings": {
             **asdict(cfg),
