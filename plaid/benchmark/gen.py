@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .settings import BenchmarkSampling, run_sampling
-from .targets import guess_dataset, load_targets, model_info
+from .targets import guess_dataset, model_info, split_as_csv
 
 SAMPLES_FILE = "samples.jsonl"
 
@@ -69,15 +69,6 @@ _METRICS = {
 }
 
 
-def _as_csv(path, split: str, dest: Path) -> str:
-    """A CSV path as given, or the ``split`` split of a built dataset directory written out as a CDVAE CSV."""
-    if not Path(path).is_dir():
-        return str(path)
-    frame, _ = load_targets(path, split=split)
-    frame.to_csv(dest, index=False)
-    return str(dest)
-
-
 def run_gen_benchmark(
     model: str,
     reference: str,
@@ -96,8 +87,8 @@ def run_gen_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     dataset = cfg.dataset or guess_dataset(test, reference)
-    reference = _as_csv(reference, "train", out / "reference.csv")
-    test = _as_csv(test, "test", out / "test.csv") if test else None
+    reference = split_as_csv(reference, "train", out / "reference.csv")
+    test = split_as_csv(test, "test", out / "test.csv") if test else None
     info = model_info(model)
     representation = cfg.representation or info.get("representation") or "wyckoff"
     requests = [make_request("unconditional", {}, cfg.num_samples)]

@@ -22,6 +22,17 @@ def guess_dataset(*texts) -> str | None:
     return None
 
 
+def split_as_csv(path: str | Path, split: str, dest: str | Path) -> str:
+    """A CSV path as given, or the ``split`` split of a built dataset directory written to ``dest`` as a CDVAE CSV
+    (material_id, cif): how the benchmarks and ``plaid align`` take a recipe's own train/test split."""
+    if not Path(path).is_dir():
+        return str(path)
+    frame, _ = load_targets(path, split=split)
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(dest, index=False)
+    return str(dest)
+
+
 def load_targets(
     path: str | Path, split: str = "test", num_targets: int | None = None
 ) -> tuple[pd.DataFrame, dict]:

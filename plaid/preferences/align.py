@@ -50,7 +50,7 @@ class AlignConfig:
     relax_fmax: float = 0.1
     relax_batch_size: int = 32
     hull: str | None = None  # MP hull file; None: offline hull from `reference`
-    reference: str | None = None  # training CSV: offline hull, novelty, S.U.N.
+    reference: str | None = None  # training CSV or built dataset dir (its train split): offline hull, novelty, S.U.N.
     mode: str = "basic"
     ratio: int = 3
     threshold: float = 0.08
@@ -203,11 +203,14 @@ def dpo_stage(config: AlignConfig, adapter: str, pairs_dir: Path, out: Path) -> 
 
 def run_alignment(config: AlignConfig) -> dict:
     """Run (or resume) every iteration; returns the summary (rows and a Markdown table)."""
+    from ..benchmark.targets import split_as_csv
     from .dataset import make_preference_dataset
     from .pairs import PairingError
 
     root = Path(config.output_dir)
     root.mkdir(parents=True, exist_ok=True)
+    if config.reference:
+        config = dataclasses.replace(config, reference=split_as_csv(config.reference, "train", root / "reference.csv"))
     (root / "align_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     labeller = _Labeller(config)
     adapter = config.sft_adapter
