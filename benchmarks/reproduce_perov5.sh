@@ -5,7 +5,7 @@ set -euo pipefail
 export PLAID_DATA_DIR=${PLAID_DATA_DIR:-../shared/data} HF_HUB_OFFLINE=1
 MODEL=outputs/perov_5/sft_scratch
 NUM_TARGETS=${NUM_TARGETS:-}   # empty: the whole test split
-[ -f "$MODEL/model.safetensors" ] || accelerate launch --cpu recipes/sft.py --config recipes/configs/perov_5/sft_scratch.yaml
+[ -f "$MODEL/model.safetensors" ] || accelerate launch --cpu --num_cpu_threads_per_process 2 recipes/sft.py --config recipes/configs/perov_5/sft_scratch.yaml
 # CSP (composition only), n = 1 and 20, grammar-constrained (the README's table), then unconstrained as CrystaLLM does
 plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num-targets $NUM_TARGETS} \
     --n 1 20 --batch-size 64 --out outputs/perov_5/bench_csp_constrained

@@ -75,6 +75,9 @@ def test_csp_benchmark_definitions(tmp_path, targets):
     assert {r["material_id"] for r in records} == set(frame["material_id"].astype(str))  # carried per record
     table = (tmp_path / "table.md").read_text()
     assert "| **plaid (this run)** | 25.00 |" in table and "CrystaLLM small" in table and "47.95" in table
+    # the curve over k = 1..max(n) agrees with the reported n values, and is plotted
+    assert [(c["n"], c["match_rate"]) for c in results["curve"]] == [(1, 0.25), (2, 0.5)]
+    assert (tmp_path / results["plot"]).stat().st_size > 0
     # resumable: a second run samples nothing new and gives the same numbers
     again = run_csp_benchmark("unused", str(targets), tmp_path, cfg, backend=ScriptedBackend(answers))
     assert again["match_rate"] == results["match_rate"]

@@ -141,6 +141,11 @@ def run_csp_benchmark(
         "data": {"targets": source, "dataset": dataset},
         "elapsed_s": round(time.time() - started, 1),
     }
+    results["curve"] = report["curve"]
+    from ..evaluation.plots import write_csp_curve
+
+    results["plot"] = write_csp_curve(out / "match_rate_vs_n.png", report["curve"],
+                                      f"CSP, {report['n_targets']} targets ({dataset or 'test set'})")
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     (out / "table.md").write_text(csp_table(results, dataset))
     return results

@@ -175,10 +175,13 @@ def evaluate_csp(
     per_sample = [{"sample_id": s.sample_id, "targets": sample_target.get(p, []), "parsed": s.structure is not None,
                    "error": s.error, "candidate_ok": keep[p], "rms": sample_rms.get(p)}
                   for p, s in enumerate(samples)]
+    curve = [{k: v for k, v in csp_metrics(rms_lists, k).items() if k in ("n", "match_rate", "mean_rmse")}
+             for k in range(1, n_max + 1)]
     return {
         "match_rate": {n: metrics[n]["match_rate"] for n in n_values},
         "rmse": {n: metrics[n]["mean_rmse"] for n in n_values},
         "metrics": metrics,
+        "curve": curve,
         "assignment": assignment,
         "n_targets": len(target_ids),
         "n_samples": len(samples),
@@ -243,6 +246,7 @@ def run_csp(
         **{f"match_rate_at_{n}": result["match_rate"][n] for n in n_values},
         **{f"mean_rmse_at_{n}": result["rmse"][n] for n in n_values},
         "metrics": {f"n={n}": m for n, m in result["metrics"].items()},
+        "curve": result["curve"],  # match rate and mean RMSE with the first k candidates, k = 1..max(n)
         "denominators": {
             "match_rate": "all targets (a target without candidates is unmatched)",
             "mean_rmse": "matched targets",

@@ -85,3 +85,26 @@ def write_plots(out_dir: Path, rows: list[dict], reference: dict, stable_thresho
     ax.legend()
     save(fig, "num_elements.png")
     return written
+
+
+def write_csp_curve(path: Path, curve: list[dict], title: str = "") -> str:
+    """Match rate (%) and mean RMSE against the number of candidates k (a CSP report's ``curve``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = [row["n"] for row in curve]
+    fig, left = plt.subplots(figsize=(5.5, 3.5))
+    left.plot(k, [100 * row["match_rate"] for row in curve], "o-", color="tab:blue")
+    left.set_xlabel("candidates per target (n)")
+    left.set_ylabel("match rate (%)", color="tab:blue")
+    right = left.twinx()
+    right.plot(k, [row["mean_rmse"] for row in curve], "s--", color="tab:red", markersize=3)
+    right.set_ylabel("mean RMSE of matched targets", color="tab:red")
+    if title:
+        left.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path).name
