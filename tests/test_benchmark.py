@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from plaid.benchmark import CSPBenchmarkConfig, GenBenchmarkConfig, run_csp_benchmark, run_gen_benchmark
-from plaid.benchmark.gen import wilson_interval
+from plaid.benchmark.gen import compare_gen_results, difference_interval, wilson_interval
 from plaid.sampling.generate import Generation
 
 
@@ -136,3 +136,13 @@ def test_wilson_interval_known_values():
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and abs(hi - 0.2775) < 5e-4
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_difference_interval_known_values():
+    """Newcombe 1998, table II, example (a): 56/70 - 48/80 = 0.2000, hybrid score interval 0.0524 to 0.3339."""
+    d, lo, hi = difference_interval(56, 70, 48, 80)
+    assert abs(d - 0.2) < 1e-12 and abs(lo - 0.0524) < 5e-4 and abs(hi - 0.3339) < 5e-4
+    before = {"counts": {"samples": 80}, "metrics": {"metastable": 48 / 80, "sun": None}}
+    after = {"counts": {"samples": 70}, "metrics": {"metastable": 56 / 70, "sun": None}}
+    (row,) = compare_gen_results(before, after)
+    assert row["metric"] == "metastable" and row["difference_ci95"] == (lo, hi)

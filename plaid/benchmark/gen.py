@@ -41,6 +41,31 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def difference_interval(k1: int, n1: int, k2: int, n2: int, z: float = 1.959964) -> tuple[float, float, float]:
+    """(p1 - p2, lower, upper): Newcombe's hybrid score interval (1998, method 10) of a difference of two
+    independent rates, built from the two Wilson intervals."""
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson_interval(k1, n1, z)
+    l2, u2 = wilson_interval(k2, n2, z)
+    d = p1 - p2
+    return d, d - ((p1 - l1) ** 2 + (u2 - p2) ** 2) ** 0.5, d + ((u1 - p1) ** 2 + (p2 - l2) ** 2) ** 0.5
+
+
+def compare_gen_results(before: dict, after: dict, metrics: tuple[str, ...] = RATE_METRICS) -> list[dict]:
+    """Rows (metric, before, after, after - before with its 95% interval) for two ``benchmark gen`` results."""
+    n1, n2 = before["counts"]["samples"], after["counts"]["samples"]
+    rows = []
+    for key in metrics:
+        a, b = before["metrics"].get(key), after["metrics"].get(key)
+        if a is None or b is None or a != a or b != b:
+            continue
+        k1, k2 = round(a * n1), round(b * n2)
+        d, lo, hi = difference_interval(k2, n2, k1, n1)
+        rows.append({"metric": key, "before": a, "before_ci95": wilson_interval(k1, n1), "after": b,
+                     "after_ci95": wilson_interval(k2, n2), "difference": d, "difference_ci95": (lo, hi)})
+    return rows
+
+
 def rate_intervals(metrics: dict, n: int | None) -> dict:
     """95% Wilson intervals of the rate metrics (fractions over ``n`` samples); None where a rate is missing."""
     out = {}
