@@ -204,6 +204,28 @@ def require_hull(path=None, reference_csv=None, option: str = "--hull", referenc
                              f"({MP_ELEMENTAL_REFS_NAME}) in $PLAID_DATA_DIR/mp/ or the plaid cache; none found")
 
 
+def require_structures(path, option: str, split: str) -> None:
+    """A CDVAE CSV, or a built dataset directory holding ``split``."""
+    from pathlib import Path
+
+    from .errors import InputError
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        dataset = p / "dataset" if (p / "dataset").is_dir() else p
+        if not (dataset / "dataset_dict.json").is_file():
+            raise InputError(
+                f"{option}: {p} is not a dataset built by plaid (no dataset_dict.json); give a CDVAE CSV "
+                "or the output directory of plaid data build / the SFT recipe"
+            )
+        if not (dataset / split).is_dir():
+            raise InputError(f"{option}: {p} has no {split!r} split")
+        return
+    read_csv_checked(
+        p, "structures", option, hint="give a CDVAE-format CSV (material_id, cif) or a built dataset"
+    )
+
+
 # --------------------------------------------------------------------------------------------------- models
 
 

@@ -283,7 +283,7 @@ def test_align_config_errors(files, tmp_path, capsys):
     _fails(["align", "--config", config], capsys, needles=["unknown key", "num_sample"])
     config.write_text(f"sft_adapter: {files['not_model']}\noutput_dir: {tmp_path}/a\ndpo_config: x\n"
                       f"reference: {files['reference']}\n")
-    _fails(["align", "--config", config], capsys, needles=["sft_adapter", "not a LoRA adapter"],
+    _fails(["align", "--config", config], capsys, needles=["sft_adapter", "not a model directory"],
            absent=[tmp_path / "a"])
 
 

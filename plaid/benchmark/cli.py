@@ -92,37 +92,14 @@ def register(subparsers) -> None:
     bench.set_defaults(func=lambda args: bench.print_help() or 2)
 
 
-def _require_structures(path, option: str, split: str) -> None:
-    """A CDVAE CSV, or a built dataset directory holding ``split``."""
-    from pathlib import Path
-
-    from ..cli_checks import read_csv_checked
-    from ..errors import InputError
-
-    p = Path(path).expanduser()
-    if p.is_dir():
-        dataset = p / "dataset" if (p / "dataset").is_dir() else p
-        if not (dataset / "dataset_dict.json").is_file():
-            raise InputError(
-                f"{option}: {p} is not a dataset built by plaid (no dataset_dict.json); give a CDVAE CSV "
-                "or the output directory of plaid data build / the SFT recipe"
-            )
-        if not (dataset / split).is_dir():
-            raise InputError(f"{option}: {p} has no {split!r} split")
-        return
-    read_csv_checked(
-        p, "structures", option, hint="give a CDVAE-format CSV (material_id, cif) or a built dataset"
-    )
-
-
 def _check(args, structure_options: dict[str, str]) -> None:
     """Every input error before the model loads: structures, output, options, then the model directory."""
-    from ..cli_checks import require_model_dir, require_positive, require_writable_dir
+    from ..cli_checks import require_model_dir, require_positive, require_structures, require_writable_dir
 
     for option, split in structure_options.items():
         value = getattr(args, option.lstrip("-").replace("-", "_"))
         if value is not None:
-            _require_structures(value, option, split)
+            require_structures(value, option, split)
     require_writable_dir(args.out, "--out")
     require_positive(args.batch_size, "--batch-size")
     require_positive(args.jobs, "--jobs")

@@ -149,10 +149,10 @@ def _check_align(args: argparse.Namespace):
     from ..cli_checks import (
         as_usage_error,
         compare_settings,
-        read_csv_checked,
         require_file,
         require_hull,
         require_model_dir,
+        require_structures,
         require_writable_dir,
     )
     from ..errors import InputError
@@ -164,11 +164,11 @@ def _check_align(args: argparse.Namespace):
             config = AlignConfig.from_yaml(args.config)
     except yaml.YAMLError as exc:
         raise InputError(f"--config: {args.config} is not valid YAML ({str(exc).splitlines()[0]})") from None
-    require_model_dir(config.sft_adapter, "sft_adapter", adapter_only=True)
+    require_model_dir(config.sft_adapter, "sft_adapter")  # a LoRA adapter or a full model
     require_file(config.dpo_config, "DPO recipe config", "dpo_config", "give a recipes/configs/.../dpo*.yaml")
     require_hull(config.hull, config.reference, option="hull", reference_option="reference")
     if config.reference is not None:
-        read_csv_checked(config.reference, "training set", "reference")
+        require_structures(config.reference, "reference", "train")  # a CDVAE CSV or a built dataset dir
     if config.relaxer_model_path is not None and not Path(config.relaxer_model_path).expanduser().exists():
         raise InputError(f"relaxer_model_path: {config.relaxer_model_path} does not exist")
     require_writable_dir(config.output_dir, "output_dir")
