@@ -209,9 +209,9 @@ def run_alignment(config: AlignConfig) -> dict:
 
     root = Path(config.output_dir)
     root.mkdir(parents=True, exist_ok=True)
+    (root / "align_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))  # as given
     if config.reference:
         config = dataclasses.replace(config, reference=split_as_csv(config.reference, "train", root / "reference.csv"))
-    (root / "align_config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     labeller = _Labeller(config)
     adapter = config.sft_adapter
     rows = []
