@@ -8,7 +8,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread per job: faster on a
 MODEL=outputs/mp_20/sft_scratch_cpu
 NUM_TARGETS=${NUM_TARGETS:-30}
 [ -f "$MODEL/model.safetensors" ] || accelerate launch --cpu --num_cpu_threads_per_process 1 recipes/sft.py \
-    --config recipes/configs/mp_20/sft_scratch_cpu.yaml --max_steps 400
+    --config recipes/configs/mp_20/sft_scratch_cpu.yaml
 plaid benchmark csp --model $MODEL --targets $PLAID_DATA_DIR/mp_20/val.csv --num-targets $NUM_TARGETS --n 1 20 \
     --batch-size 64 --dataset mp_20 --out outputs/mp_20/bench_csp_constrained
 python -c "import pandas as pd, sys; pd.read_csv(sys.argv[1], nrows=1000).to_csv(sys.argv[2], index=False)" \
