@@ -29,7 +29,7 @@ class CoordsGrammar(CharGrammar):
         angle_range: tuple[float, float] = (10.0, 170.0),
         length_decimals: int = 1,
         angle_decimals: int = 0,
-        coord_decimals: int = 3,
+        coord_decimals: int = 2,
         **_ignored,
     ):
         self.elements = frozenset(elements) if elements is not None else frozenset(element_symbols())
