@@ -183,10 +183,10 @@ class CrystaLLMStyle(PromptStyle):
         cell = comp.formula.replace(" ", "")
         if "spacegroup" not in conditions:
             return f"data_{cell}\n"
+        import spglib
+
         from .representations.cif import SG_KEYWORD, atom_props_block
         from .representations.spacegroups import default_hall_number
-
-        import spglib
 
         symbol = spglib.get_spacegroup_type(default_hall_number(int(conditions["spacegroup"]))).international_short
         return f"data_{cell}\n{atom_props_block(comp)}{SG_KEYWORD} {symbol}\n"

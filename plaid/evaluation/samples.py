@@ -43,7 +43,8 @@ def structure_from_cif(cif: str) -> Structure:
 
 def crystal_text(record: dict) -> str | None:
     """The full crystal text of a sample record: ``text``, except for infill, where ``text`` is only the generated
-    element and the crystal is the masked text with it filled in (what the sampler decoded)."""
+    element and the crystal is the masked text with it filled in, and for a prompt style whose prompt is the start
+    of the text (``crystallm``), where it is prompt + ``text`` (what the sampler decoded)."""
     from plaid.representations.base import MASK
 
     text = record.get("text")
@@ -51,7 +52,15 @@ def crystal_text(record: dict) -> str | None:
     masked = record.get("masked_text") or (conditions.get("masked_text") if isinstance(conditions, dict) else None)
     if masked and text is not None and MASK in masked:
         return masked.replace(MASK, text.strip())
+    if text is not None and record.get("prompt") and _prompt_in_text(record.get("prompt_style")):
+        return record["prompt"] + text  # CrystaLLM's prompts are the start of the CIF
     return text
+
+
+def _prompt_in_text(style) -> bool:
+    from plaid.prompts import PROMPT_STYLES
+
+    return style in PROMPT_STYLES and PROMPT_STYLES[style].prompt_in_text
 
 
 def structure_from_record(record: dict) -> tuple[Structure | None, str | None]:
