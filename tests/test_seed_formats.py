@@ -426,3 +426,30 @@ def test_trained_prompt_style_from_run_record(tmp_path):
     assert trained_prompt_style(tmp_path) == "plaid"  # a run from before prompt styles
     (tmp_path / "plaid_run.json").write_text(json.dumps({"plaid_args": {"prompt_style": "crystallm"}}))
     assert trained_prompt_style(tmp_path) == "crystallm"
+
+
+def test_coords_grammar_accepts_what_the_encoder_writes():
+    from plaid.sampling.constrained import make_grammar
+
+    rep = get("coords")
+    grammar = make_grammar("coords", {}, length_decimals=1, angle_decimals=0, coord_decimals=rep.coord_decimals)
+
+    def accepts(text):
+        state = grammar.initial()
+        for ch in text:
+            state = grammar.step(state, ch) if ch in grammar.next_chars(state) else None
+            if state is None:
+                return False
+        return grammar.can_end(state)
+
+    assert accepts("3.9 4.0 5.0\n90 100 90\nBa\n0.50 0.50 0.50\nTi\n0.00 0.00 1.00")  # 0.9961 -> 1.00
+    assert not accepts("3.9 4.0 5.0\n90 100 90\nBa\n0.50 0.50 1.01")
+
+
+def test_cli_refuses_a_style_its_seed_never_wrote(tiny_source, tmp_path, capsys):
+    rc = main(["data", "build", str(tiny_source), "--out", str(tmp_path / "d"), "--representation", "coords",
+               "--prompt-style", "crystallm"])
+    assert rc == 2 and "prompt style crystallm is for the cif representation" in capsys.readouterr().err
+    rc = main(["data", "build", str(tiny_source), "--out", str(tmp_path / "d"), "--representation", "cif",
+               "--prompt-style", "crystallm"])  # the default task mix has infill
+    assert rc == 2 and "no infill prompt" in capsys.readouterr().err
