@@ -164,10 +164,23 @@ def require_structure_source(path, what: str, option: str | None = None) -> None
 
 
 def require_samples(path, what: str = "samples", option: str | None = None) -> int:
-    """The samples of ``plaid evaluate``/``evaluate-csp``: a CSV with a ``cif`` column, or plaid sample JSONL (a
-    corrupt line there becomes a sample with its reason). Returns the number of samples."""
+    """The samples of ``plaid evaluate``/``evaluate-csp``: a CSV with a ``cif`` column, plaid sample JSONL (a
+    corrupt line there becomes a sample with its reason), or a directory / tar archive of CIF files (one sample per
+    file). Returns the number of samples."""
     p = Path(path).expanduser()
-    hint = "give plaid sample JSONL or a CSV with a 'cif' column"
+    hint = "give plaid sample JSONL, a CSV with a 'cif' column, or a directory / .tar.gz of CIF files"
+    from .evaluation.samples import is_cif_collection, read_cif_files
+
+    if p.exists() and is_cif_collection(p):
+        import tarfile
+
+        try:
+            n = len(read_cif_files(p))
+        except (OSError, EOFError, tarfile.TarError) as exc:
+            raise InputError(f"{_label(option, what)}: {p} cannot be read as a CIF archive ({exc}); {hint}") from None
+        if n == 0:
+            raise InputError(f"{_label(option, what)}: {p} holds no .cif files; {hint}")
+        return n
     if p.suffix.lower() == ".csv":
         return len(read_csv_checked(p, what, option, hint=hint))
     read_jsonl_checked(p, what, option, allow_corrupt=True, hint=hint)

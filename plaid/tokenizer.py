@@ -29,7 +29,7 @@ SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # ids 0..3 in this order
 KINDS = ("domain",)
 MODEL_MAX_LENGTH = 4096
 
-# Keywords written by plaid.representations.cif (pymatgen CifWriter, CrystaLLM style).
+# Keywords written by plaid.representations.cif (CrystaLLM's standardized CIF).
 CIF_KEYWORDS = (
     "data_",
     "loop_",
@@ -54,9 +54,13 @@ CIF_KEYWORDS = (
     "_atom_site_fract_y",
     "_atom_site_fract_z",
     "_atom_site_occupancy",
+    "_atom_type_symbol",
+    "_atom_type_electronegativity",
+    "_atom_type_radius",
+    "_atom_type_ionic_radius",
     "'x, y, z'",
 )
-_SG_SYMBOL_CONTEXT = "(?<=_symmetry_space_group_name_H-M   )"  # the separator CifWriter writes
+_SG_SYMBOL_CONTEXT = "(?<=_symmetry_space_group_name_H-M )"  # the one space CrystaLLM's text has
 
 
 @lru_cache(maxsize=1)
@@ -77,11 +81,10 @@ def space_group_symbols() -> tuple[str, ...]:
 
 @lru_cache(maxsize=1)
 def prompt_words() -> tuple[str, ...]:
-    """Every word of every prompt template in plaid.prompts (alphabetic runs, length >= 2)."""
+    """Every word of every prompt style's templates in plaid.prompts (alphabetic runs, length >= 2)."""
     from . import prompts
 
-    texts = [prompts.HEADER, prompts.INFILL_HEADER, prompts.INFILL_INSTRUCTION]
-    texts += list(prompts.CONDITION_TEMPLATES.values()) + list(prompts.TASK_INSTRUCTIONS.values())
+    texts = prompts.template_texts()  # every prompt style's fixed strings
     words = {w for text in texts for w in re.findall(r"[A-Za-z]+(?:/[A-Za-z]+)?", text) if len(w) >= 2}
     return tuple(sorted(words))
 

@@ -400,8 +400,8 @@ def test_subprocess_exit_codes_and_stderr(files, tmp_path):
     proc = _run("evaluate", files["missing"], "--reference", files["reference"], "--out", tmp_path / "e")
     assert proc.returncode == EXIT_USAGE
     assert proc.stderr.strip().splitlines() == [
-        f"plaid evaluate: error: samples: {files['missing']} does not exist; give plaid sample JSONL or a CSV with "
-        "a 'cif' column"
+        f"plaid evaluate: error: samples: {files['missing']} does not exist; give plaid sample JSONL, a CSV with "
+        "a 'cif' column, or a directory / .tar.gz of CIF files"
     ]
     assert not (tmp_path / "e").exists()
     proc = _run("sample", "--model", "/nonexistent", "--out", tmp_path / "s.jsonl")

@@ -168,9 +168,9 @@ def test_other_decode_errors():
         get("coords").decode("3.9 3.9 3.9\n120 120 120\nBa\n0 0 0")
     cif = get("cif").encode(rocksalt())
     with pytest.raises(DecodeError, match="unknown space group"):
-        get("cif").decode(cif.replace("_symmetry_Int_Tables_number   225", "_symmetry_Int_Tables_number   999"))
+        get("cif").decode(cif.replace("_symmetry_Int_Tables_number 225", "_symmetry_Int_Tables_number 999"))
     with pytest.raises(DecodeError, match="site count mismatch"):
-        get("cif").decode(cif.replace("_chemical_formula_sum   'Na4 Cl4'", "_chemical_formula_sum   'Na4 Cl8'"))
+        get("cif").decode(cif.replace("_chemical_formula_sum 'Na4 Cl4'", "_chemical_formula_sum 'Na4 Cl8'"))
     with pytest.raises(DecodeError):
         get("cif").decode(cif[: len(cif) // 2])
 

@@ -72,12 +72,10 @@ def test_cif_keywords_and_space_group_symbols(tokenizers, texts):
             line.split()[1] for line in text.splitlines() if line.startswith("_symmetry_space_group_name")
         )
         keyword_at = pieces.index("_symmetry_space_group_name_H-M")
-        assert pieces[keyword_at + 4] == symbol, text  # keyword, three spaces, symbol as one piece
+        assert pieces[keyword_at + 2] == symbol, text  # keyword, one space (CrystaLLM's text), symbol as one piece
     # a symbol-like string outside the space-group field stays digits: P1 in a formula
-    assert _pieces(tok, "_chemical_formula_sum   P1\n") == [
+    assert _pieces(tok, "_chemical_formula_sum P1\n") == [
         "_chemical_formula_sum",
-        " ",
-        " ",
         " ",
         "P",
         "1",
@@ -114,6 +112,15 @@ def test_every_prompt_tokenizes_without_unk(tokenizers, texts):
         joint = tok(all_prompts[1] + texts[rep][0])["input_ids"]
         assert joint[: len(prompt_ids)] == prompt_ids
     assert "Generate" in _pieces(tokenizers["wyckoff"], prompts.generation_prompt("wyckoff"))
+    # every prompt style's words are pieces too (the vocabulary is built from all of them)
+    seed = {k: v for k, v in conditions.items() if k not in ("composition", "z")}
+    for style in ("plaid-paper", "crystal-text-llm"):
+        prompt = prompts.generation_prompt("coords", seed, style)
+        assert "spacegroup" in _pieces(tokenizers["coords"], prompt)
+        assert tokenizers["coords"].unk_token_id not in tokenizers["coords"](prompt)["input_ids"]
+    crystallm = prompts.generation_prompt("cif", {"composition": "Ba1 Ti1 O3", "spacegroup": 221}, "crystallm")
+    pieces = _pieces(tokenizers["cif"], crystallm)
+    assert pieces[:2] == ["data_", "Ba"] and "_atom_type_electronegativity" in pieces and "Pm-3m" in pieces
 
 
 def test_save_reload_and_left_padding(tmp_path, tokenizers, texts):

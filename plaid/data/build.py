@@ -28,7 +28,7 @@ from .. import __version__
 from ..io import JsonlWriter, read_jsonl
 from ..representations import get as get_representation
 from .sources import load_source
-from .tasks import DEFAULT_TASK_MIX, choose_tasks, make_example, parse_task_mix
+from .tasks import DEFAULT_TASK_MIX, check_style, choose_tasks, make_example, parse_task_mix
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,7 @@ class BuildReport:
     representation_options: dict
     task_mix: dict
     seed: int
+    prompt_style: str = "plaid"
     n_input: int = 0
     n_encoded: int = 0
     failures: dict = field(default_factory=dict)
@@ -207,6 +208,7 @@ def build_dataset(
     data_root: str | os.PathLike | None = None,
     base_url: str | None = None,
     chunk_size: int = 2000,
+    prompt_style: str = "plaid",
 ):
     """Build (and with ``out_dir``, save) a ``DatasetDict`` of prompt/completion rows; returns (dataset, report).
 
@@ -215,11 +217,13 @@ def build_dataset(
     ``hf:owner/name:train``) is used whole as that split; otherwise 90/5/5 by structure.
 
     ``build_report.json`` is written last: a directory that has one holds a finished build. ``chunk_size``
-    structures are encoded between appends to ``encoded.jsonl`` (the points a killed build resumes from)."""
+    structures are encoded between appends to ``encoded.jsonl`` (the points a killed build resumes from).
+    ``prompt_style`` (``plaid.prompts.PROMPT_STYLES``) words the prompts; it is recorded in the report and card."""
     from datasets import Dataset, DatasetDict, Features, Value
 
     t0 = time.perf_counter()
     mix = parse_task_mix(task_mix)
+    check_style(prompt_style, representation, mix)  # before anything is read or encoded
     rep = get_representation(representation, **(representation_options or {}))
     df, source_desc = load_source(source, splits=source_splits, root=data_root, base_url=base_url)
     if max_structures is not None:
@@ -247,9 +251,14 @@ def build_dataset(
 
     rows: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
     task_counts: Counter = Counter()
+    prompt_failures: Counter = Counter()
     for record in tqdm(good.to_dict("records"), desc="tasks", unit="struct", disable=len(good) < 5000):
         for task, rng in choose_tasks(record["uid"], mix, seed, examples_per_structure):
-            example = make_example(record, rep, task, rng)
+            try:
+                example = make_example(record, rep, task, rng, prompt_style)
+            except ValueError as exc:  # a row this prompt style cannot write: counted, never a crash
+                prompt_failures[f"{task} prompt: {str(exc)[:60]}"] += 1
+                continue
             example.update(
                 material_id=str(record["material_id"]),
                 text=record["text"],
@@ -274,9 +283,10 @@ def build_dataset(
         representation_options=representation_options or {},
         task_mix=mix,
         seed=seed,
+        prompt_style=prompt_style,
         n_input=len(enc),
         n_encoded=len(good),
-        failures=dict(Counter(failure_reason(m) for m in failed["error"])),
+        failures=dict(Counter(failure_reason(m) for m in failed["error"]) + prompt_failures),
         split_counts={k: len(v) for k, v in rows.items()},
         task_counts={f"{s}/{t}": n for (s, t), n in sorted(task_counts.items())},
         seconds=round(elapsed, 2),

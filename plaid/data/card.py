@@ -38,7 +38,8 @@ Property columns used for conditional prompts (source column per property): `{js
 
 ## Representation and tasks
 
-- Representation: `{r["representation"]}` with options `{json.dumps(r["representation_options"])}`.
+- Representation: `{r["representation"]}` with options `{json.dumps(r["representation_options"])}`; prompt style
+  `{r.get("prompt_style", "plaid")}` (`plaid.prompts`; sample a model trained on it with `--prompt-style {r.get("prompt_style", "plaid")}`).
 - Task mix: `{json.dumps({k: round(v, 4) for k, v in r["task_mix"].items()})}` (default `{json.dumps({k: round(v, 4) for k, v in default_mix.items()})}`:
   PLaID's 2/3 generation, 1/3 infilling). Seed {r["seed"]}; splits are by structure.
 - Columns: `prompt`, `completion`, `task`, `conditions` (JSON), `material_id`, `text` (the full crystal text),

@@ -25,6 +25,13 @@ def register(subparsers) -> None:
     build.add_argument("--out", required=True, help="output directory (dataset/, README.md, build_report.json)")
     build.add_argument("--representation", default="wyckoff", choices=["wyckoff", "coords", "cif"])
     build.add_argument(
+        "--prompt-style",
+        default="plaid",
+        choices=["plaid", "plaid-paper", "crystal-text-llm", "crystallm"],
+        help="wording of the prompts (plaid.prompts): plaid's own, PLaID's paper, crystal-text-llm's or CrystaLLM's "
+        "(cif only); recorded in the dataset card",
+    )
+    build.add_argument(
         "--task-mix", default=None, help="e.g. unconditional=1,conditional=1,infill=1 (default: PLaID's 2/3 gen, 1/3 infill)"
     )
     build.add_argument("--examples-per-structure", type=int, default=1)
@@ -66,7 +73,7 @@ def _check_build(args: argparse.Namespace) -> tuple[float, ...] | None:
     from ..errors import InputError
     from .build import assign_splits
     from .sources import NAMED_DATASETS
-    from .tasks import parse_task_mix
+    from .tasks import check_style, parse_task_mix
 
     if args.source.startswith("hf:"):
         if "/" not in args.source[3:]:
@@ -95,7 +102,9 @@ def _check_build(args: argparse.Namespace) -> tuple[float, ...] | None:
             fractions = tuple(float(x) for x in args.splits.split(","))
             assign_splits([], fractions, 0)
     with as_usage_error("--task-mix"):
-        parse_task_mix(args.task_mix)
+        mix = parse_task_mix(args.task_mix)
+    with as_usage_error("--prompt-style"):
+        check_style(args.prompt_style, args.representation, mix)
     require_positive(args.examples_per_structure, "--examples-per-structure")
     require_positive(args.max_structures, "--max-structures")
     require_positive(args.num_proc, "--num-proc")
@@ -150,6 +159,7 @@ def _run_build(args: argparse.Namespace, fractions: tuple[float, ...] | None):
         source_splits=tuple(args.source_splits.split(",")) if args.source_splits else None,
         data_root=args.data_root,
         chunk_size=args.chunk_size,
+        prompt_style=args.prompt_style,
     )
 
 

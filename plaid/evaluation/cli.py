@@ -13,7 +13,7 @@ def register(subparsers) -> None:
         "TRAIN (CDVAE-format CSV). Writes DIR/structures.csv, DIR/report.json and PNG plots; re-running with "
         "the same DIR resumes.",
     )
-    p.add_argument("samples", help="plaid sample JSONL or CSV with a 'cif' column")
+    p.add_argument("samples", help="plaid sample JSONL, a CSV with a 'cif' column (e.g. crystal-text-llm's), or a directory / .tar.gz of CIF files (CrystaLLM's)")
     p.add_argument(
         "--reference", required=True, help="training set CSV (novelty; coverage unless --coverage-reference)"
     )

@@ -37,7 +37,7 @@ from .matching import GEN_MATCHER, reduce_reference
 from .outcome import METASTABLE_THRESHOLD, STABLE_THRESHOLD, OutcomeSettings, write_outcomes
 from .report import build_report, generation_metadata, package_versions
 from .sample_checks import CHECK_KEYS, crystallm_valid
-from .samples import load_reference, load_samples, structure_summary
+from .samples import load_reference, load_samples, samples_sha256, structure_summary
 from .stability import STABILITY_THRESHOLDS
 from .stages import guard_stage
 from .validity import DEFAULT_OXIDATION_TABLE, STRUCT_DIST_CUTOFF, STRUCT_MIN_VOLUME
@@ -180,7 +180,7 @@ def evaluate(
         raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(COVERAGE_CUTOFFS)}")
     struct_cut = cfg.struct_cutoff if cfg.struct_cutoff is not None else COVERAGE_CUTOFFS[dataset]["struct"]
     comp_cut = cfg.comp_cutoff if cfg.comp_cutoff is not None else COVERAGE_CUTOFFS[dataset]["comp"]
-    samples_sha = file_sha256(samples_path)
+    samples_sha = samples_sha256(samples_path)
     check_cfg = {k: getattr(cfg, k) for k in CHECK_KEYS}
 
     novelty_ref = reduce_reference(lambda: reference.structures, source_sha256=reference.sha256)

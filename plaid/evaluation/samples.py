@@ -1,4 +1,6 @@
-"""Reading what is evaluated: plaid sample JSONL or a CSV with a ``cif`` column, and CDVAE-format reference CSVs.
+"""Reading what is evaluated: plaid sample JSONL, a CSV with a ``cif`` column (crystal-text-llm's released sample
+CSVs are such files), a directory or ``.tar.gz`` of CIF files (CrystaLLM's generated CIFs, one sample per file), and
+CDVAE-format reference CSVs.
 
 Every input line/row becomes one ``Sample``, in input order; a line that cannot be read or a structure that
 cannot be built becomes a sample with ``structure=None`` and its ``error`` (never dropped)."""
@@ -41,7 +43,8 @@ def structure_from_cif(cif: str) -> Structure:
 
 def crystal_text(record: dict) -> str | None:
     """The full crystal text of a sample record: ``text``, except for infill, where ``text`` is only the generated
-    element and the crystal is the masked text with it filled in (what the sampler decoded)."""
+    element and the crystal is the masked text with it filled in, and for a prompt style whose prompt is the start
+    of the text (``crystallm``), where it is prompt + ``text`` (what the sampler decoded)."""
     from plaid.representations.base import MASK
 
     text = record.get("text")
@@ -49,7 +52,15 @@ def crystal_text(record: dict) -> str | None:
     masked = record.get("masked_text") or (conditions.get("masked_text") if isinstance(conditions, dict) else None)
     if masked and text is not None and MASK in masked:
         return masked.replace(MASK, text.strip())
+    if text is not None and record.get("prompt") and _prompt_in_text(record.get("prompt_style")):
+        return record["prompt"] + text  # CrystaLLM's prompts are the start of the CIF
     return text
+
+
+def _prompt_in_text(style) -> bool:
+    from plaid.prompts import PROMPT_STYLES
+
+    return style in PROMPT_STYLES and PROMPT_STYLES[style].prompt_in_text
 
 
 def structure_from_record(record: dict) -> tuple[Structure | None, str | None]:
@@ -99,9 +110,83 @@ def _sample_from_record(record: dict, position: int) -> Sample:
     return sample
 
 
-def load_samples(path: str | Path) -> list[Sample]:
-    """Samples from plaid's JSONL (``.jsonl``/``.json``) or a CSV with a ``cif`` column, in input order."""
+CIF_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+
+def is_cif_collection(path: str | Path) -> bool:
+    """A directory or tar archive of CIF files (CrystaLLM's generated CIFs)."""
     path = Path(path)
+    return path.is_dir() or path.name.lower().endswith(CIF_ARCHIVE_SUFFIXES)
+
+
+def read_cif_files(path: str | Path) -> list[tuple[str, str | None, str | None]]:
+    """(file name, text or None, error or None) for every ``*.cif`` file of a directory (recursively, sorted) or a
+    tar archive (in archive order); the name is the path inside the directory/archive. A file that cannot be read
+    as UTF-8 text keeps its name and the reason."""
+    import tarfile
+
+    path = Path(path)
+    out: list[tuple[str, str | None, str | None]] = []
+
+    def _text(name: str, data: bytes) -> None:
+        try:
+            out.append((name, data.decode("utf-8"), None))
+        except UnicodeDecodeError as exc:
+            out.append((name, None, f"unreadable file: not UTF-8 text ({exc.reason} at byte {exc.start})"))
+
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".cif"):
+            _text(file.relative_to(path).as_posix(), file.read_bytes())
+        return out
+    with tarfile.open(path, "r:*") as tar:
+        for member in tar:
+            if not (member.isfile() and member.name.lower().endswith(".cif")):
+                continue
+            handle = tar.extractfile(member)
+            if handle is None:
+                out.append((member.name, None, "unreadable file: no data in the archive"))
+                continue
+            _text(member.name, handle.read())
+    return out
+
+
+def load_cif_collection(path: str | Path) -> list[Sample]:
+    """One sample per CIF file (``sample_id`` = the file name), decoded with the ``cif`` representation, which
+    restores the operators of CrystaLLM's identity-only symmetry loop and skips its atom-properties loop; an
+    unreadable or undecodable file is a sample with its reason."""
+    out = []
+    for pos, (name, text, error) in enumerate(read_cif_files(path)):
+        if error is not None:
+            out.append(Sample(sample_id=name, structure=None, error=error, representation="cif"))
+            continue
+        out.append(_sample_from_record({"sample_id": name, "text": text, "representation": "cif"}, pos))
+    if not out:
+        raise ValueError(f"{path}: no .cif files")
+    return out
+
+
+def samples_sha256(path: str | Path) -> str:
+    """The content hash of a samples input: the file's, or for a CIF directory the hash of its files' names and
+    contents (so a changed or added file re-runs the stages)."""
+    import hashlib
+
+    from .fingerprints import file_sha256
+
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for name, text, error in read_cif_files(path):
+        h.update(name.encode() + b"\0" + (text or error or "").encode() + b"\0")
+    return h.hexdigest()
+
+
+def load_samples(path: str | Path) -> list[Sample]:
+    """Samples from plaid's JSONL (``.jsonl``/``.json``), a CSV with a ``cif`` column, or a directory / tar archive
+    of CIF files, in input order."""
+    path = Path(path)
+    if is_cif_collection(path):
+        return load_cif_collection(path)
     if path.suffix.lower() == ".csv":
         import pandas as pd
 

@@ -1,7 +1,24 @@
-"""CrystaLLM-style CIF: symmetrized with spglib (symprec 0.1), cell composition on the ``data_`` line, comments
-dropped, numbers rounded to 4 decimals, and the symmetry-operator loop reduced to the identity. The decoder
-restores the operators from the space-group number (spglib's default setting, the one pymatgen's CifWriter
-writes) before parsing, and checks the rebuilt cell against ``_chemical_formula_sum``.
+"""CrystaLLM's standardized CIF, byte for byte the text a CrystaLLM model reads and writes.
+
+CrystaLLM (Antunes et al.) prepares every structure the same way, and ``encode`` follows it step by step:
+
+1. pymatgen's ``CifWriter(structure, symprec=0.1)`` (symmetrized, spglib's standard setting);
+2. the ``data_`` line names the cell composition (``_chemical_formula_sum`` without spaces or quotes);
+3. the symmetry-operator loop is reduced to the identity, ``1 'x, y, z'``;
+4. an atom-properties loop (``_atom_type_symbol``, ``_atom_type_electronegativity``, ``_atom_type_radius``,
+   ``_atom_type_ionic_radius``: pymatgen's Pauling electronegativity, atomic radius and average ionic radius, with 4
+   decimals, elements in pymatgen's order) is inserted before ``_symmetry_space_group_name_H-M``;
+5. every number with more than 4 decimals is rounded to 4 (shorter ones are kept as written);
+6. as CrystaLLM's tokenizer sees it: comment lines and lines naming pymatgen dropped, every line stripped, blank
+   lines dropped, runs of blanks collapsed to one space.
+
+CrystaLLM's own files end with a blank line (its models, which have no end token, separate CIFs with it); plaid's
+text ends with one newline (the end token follows). The decoder reads this text and every variant of it a CrystaLLM
+user has: the raw output of a CrystaLLM model (identity operator, properties loop), its post-processed CIFs (full
+operator loop, no properties loop), pymatgen's own CifWriter output and plaid's earlier variant (CifWriter spacing,
+no properties loop). It restores the operators from the space-group number (spglib's default setting, the one
+CifWriter writes) before parsing, stops at a second ``data_`` block (a model without an end token runs on into
+the next CIF), and checks the rebuilt cell against ``_chemical_formula_sum``.
 
 Symmetrizing at symprec 0.1 (CrystaLLM's setting) distorts about 1% of Carbon-24 beyond StructureMatcher's
 tolerances; with ``verify=True`` (default) the encoder decodes its own output, and if it no longer matches the input
@@ -10,6 +27,7 @@ under ``StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)`` it retries at the ti
 from __future__ import annotations
 
 import io
+import math
 import re
 
 from pymatgen.core import Composition, Structure
@@ -22,15 +40,67 @@ from .spacegroups import default_hall_number
 
 SITE_TOLERANCE = 1e-3  # fractional; CifParser merges symmetry images closer than this (4-decimal rounding
 # leaves images of a special position up to ~2e-4 apart, the parser default 1e-4 would keep them as extra sites)
-_NUMBER = re.compile(r"(?<![\w.])-?\d+\.\d+")
+SG_KEYWORD = "_symmetry_space_group_name_H-M"
+# CrystaLLM's number pattern and rule: a number with more decimals than asked is rounded, others are left as written
+_NUMBER = re.compile(r"[-+]?\d*\.\d+([eE][-+]?\d+)?")
 _OPS_LOOP = re.compile(
     r"loop_\s*\n\s*_symmetry_equiv_pos_site_id\s*\n\s*_symmetry_equiv_pos_as_xyz\s*\n(?:\s*\d+\s+'[^'\n]*'\s*\n)+"
 )
-_IDENTITY_LOOP = "loop_\n _symmetry_equiv_pos_site_id\n _symmetry_equiv_pos_as_xyz\n  1  'x, y, z'\n"
+_IDENTITY_LOOP = "loop_\n_symmetry_equiv_pos_site_id\n_symmetry_equiv_pos_as_xyz\n1 'x, y, z'\n"
+PROPS_KEYWORDS = (
+    "_atom_type_symbol",
+    "_atom_type_electronegativity",
+    "_atom_type_radius",
+    "_atom_type_ionic_radius",
+)
+# CrystaLLM's stand-ins where pymatgen has no value: van der Waals radii of the noble gases, Allen electronegativities
+_NOBLE_RADII = {"He": 1.40, "Ne": 1.54, "Ar": 1.88, "Kr": 2.02, "Xe": 2.16, "Rn": 2.20}
+_ALLEN_X = {"He": 4.16, "Ne": 4.79, "Ar": 3.24}
 
 
-def _round_numbers(text: str, decimals: int) -> str:
-    return _NUMBER.sub(lambda m: f"{float(m.group()):.{decimals}f}", text)
+def round_numbers(text: str, decimals: int = 4) -> str:
+    """CrystaLLM's rounding: numbers with more than ``decimals`` decimals rounded to exactly ``decimals``."""
+
+    def _round(m: re.Match) -> str:
+        number = m.group()
+        if len(number.split(".")[-1]) <= decimals:
+            return number
+        return format(round(float(number), decimals), f".{decimals}f")
+
+    return _NUMBER.sub(_round, text)
+
+
+def normalize_blanks(text: str) -> str:
+    """The text as CrystaLLM's tokenizer sees it: no comments, no pymatgen line, lines stripped, no blank lines,
+    runs of blanks collapsed to one space; one newline at the end."""
+    lines = []
+    for line in text.splitlines():
+        line = re.sub(r"[ \t]+", " ", line.strip())
+        if line and not line.startswith("#") and "pymatgen" not in line:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def atom_props_block(composition) -> str:
+    """CrystaLLM's atom-properties loop for a composition (its ``get_atomic_props_block``), blanks normalized.
+    Raises EncodeError for an element pymatgen has no atomic radius for (CrystaLLM drops such structures)."""
+    comp = composition if isinstance(composition, Composition) else Composition(str(composition))
+    rows = []
+    for el in sorted(comp.elements):
+        symbol = str(el)
+        x = el.X
+        if isinstance(x, float) and math.isnan(x) and symbol in _ALLEN_X:
+            x_text = str(_ALLEN_X[symbol])
+        else:
+            x_text = f"{float(x):.4f}"
+        if el.atomic_radius is None:
+            if symbol not in _NOBLE_RADII:
+                raise EncodeError(f"no atomic radius for {symbol} (CrystaLLM's atom-properties block needs one)")
+            r_text = str(_NOBLE_RADII[symbol])
+        else:
+            r_text = f"{float(el.atomic_radius):.4f}"
+        rows.append(f"{symbol} {x_text} {r_text} {float(el.average_ionic_radius):.4f}")
+    return "loop_\n" + "\n".join(PROPS_KEYWORDS) + "\n" + "\n".join(rows) + "\n"
 
 
 def _field(text: str, name: str) -> str | None:
@@ -84,18 +154,25 @@ class CifRepresentation(Representation):
                 text = str(CifWriter(structure, symprec=symprec))
         except Exception as exc:  # noqa: BLE001 - spglib/pymatgen failures become a reason, not a crash
             raise EncodeError(f"symmetrization failed: {exc}") from None
-        lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
-        text = "\n".join(lines) + "\n"
         formula_sum = _field(text, "_chemical_formula_sum")
         if formula_sum is None:
             raise EncodeError("CifWriter wrote no _chemical_formula_sum")
+        text = normalize_blanks(text)
         text = re.sub(r"^data_.*$", "data_" + formula_sum.replace(" ", ""), text, count=1, flags=re.MULTILINE)
         text = _OPS_LOOP.sub(_IDENTITY_LOOP, text, count=1)
-        return _round_numbers(text, self.decimals).strip() + "\n"
+        at = text.find(SG_KEYWORD)
+        if at < 0:
+            raise EncodeError(f"CifWriter wrote no {SG_KEYWORD}")
+        text = text[:at] + atom_props_block(formula_sum) + text[at:]
+        return round_numbers(text, self.decimals)
 
     def _decode(self, text: str) -> Structure:
-        if not text.lstrip().startswith("data_"):
+        text = "\n".join(ln for ln in text.lstrip().splitlines() if not ln.lstrip().startswith("#")) + "\n"
+        if not text.startswith("data_"):
             raise DecodeError("CIF must start with a data_ line")
+        second = re.search(r"^\s*data_", text[5:], flags=re.MULTILINE)
+        if second:  # a model without an end token runs on into the next CIF: keep the first
+            text = text[: 5 + second.start()]
         number_text = _field(text, "_symmetry_Int_Tables_number")
         if number_text is None:
             raise DecodeError("truncated: no _symmetry_Int_Tables_number")
@@ -159,25 +236,28 @@ class CifRepresentation(Representation):
         return list(dict.fromkeys(re.findall(r"[A-Z][a-z]?", formula_sum)))
 
     def mask_element(self, text: str, element: str, mask: str = MASK) -> str:
+        """``element`` replaced in the data_ line, the formulas and the first two columns of the atom-properties
+        and atom-site loops; space-group symbols, keywords and numbers are left alone."""
         pattern = re.compile(rf"{re.escape(element)}(?![a-z])")
         out = []
-        in_sites = False
+        in_rows = False
         for line in text.split("\n"):
             stripped = line.strip()
             if stripped.startswith("data_"):
                 line = "data_" + pattern.sub(mask, stripped[5:])
             elif stripped.startswith("_chemical_formula"):
                 name, _, rest = stripped.partition(" ")
-                line = f"{name}   {pattern.sub(mask, rest.strip())}"
-            elif stripped.startswith("_atom_site_"):
-                in_sites = True
-            elif in_sites and stripped and not stripped.startswith(("_", "loop_")):
-                parts = line.split()
-                if parts and parts[0] == element:
+                line = f"{name} {pattern.sub(mask, rest.strip())}"
+            elif stripped.startswith(("_atom_site_", "_atom_type_")):
+                in_rows = True
+            elif stripped.startswith(("_", "loop_")):
+                in_rows = False
+            elif in_rows and stripped:
+                parts = stripped.split()
+                if parts[0] == element:
                     parts[0] = mask
-                    parts[1] = pattern.sub(mask, parts[1]) if len(parts) > 1 else parts[1]
-                    line = "  " + "  ".join(parts)
-            elif stripped.startswith("loop_"):
-                in_sites = False
+                    if len(parts) > 1 and not re.fullmatch(r"[-+.\d]+|nan", parts[1]):
+                        parts[1] = pattern.sub(mask, parts[1])  # the site label (Na0), not a property value
+                    line = " ".join(parts)
             out.append(line)
         return "\n".join(out)

@@ -1,14 +1,18 @@
-"""Gruver et al.'s plain text (crystal-text-llm): lattice lengths, angles, then an element line and a
-fractional-coordinate line per site.
+"""Gruver et al.'s plain text (crystal-text-llm), byte for byte: lattice lengths, angles, then an element line and a
+fractional-coordinate line per site, in the structure's site order.
 
     3.9 3.9 3.9
     90 90 90
     Ba
-    0.500 0.500 0.500
+    0.50 0.50 0.50
     ...
 
-Lengths keep Gruver's 1 decimal and angles 0 decimals; coordinates default to 3 decimals rather than Gruver's 2,
-because with 2 about 0.5% of Carbon-24 no longer matches its input (``coord_decimals=2`` restores the original).
+As crystal-text-llm's ``get_crystal_string`` writes it: lengths with 1 decimal, angles as ``str(int(angle))`` (the
+integer part: pymatgen's 59.99999999999999 is written ``59``), fractional coordinates taken into [0, 1) and written
+with 2 decimals (so 0.996 is ``1.00``). (crystal-text-llm also shifts every structure by a random translation when it
+trains; that is augmentation, not format, and plaid does not do it.) Options for plaid's earlier, more precise
+variant: ``coord_decimals=3`` (with 2, about 0.5% of Carbon-24 no longer matches its input under StructureMatcher)
+and ``angle_rounding="round"``. The decoder reads either.
 """
 
 from __future__ import annotations
@@ -27,17 +31,32 @@ from .base import (
     fmt,
     lattice_from_parameters,
     parse_float,
-    wrap_frac,
 )
 
 
 class CoordsRepresentation(Representation):
     name = "coords"
 
-    def __init__(self, length_decimals: int = 1, angle_decimals: int = 0, coord_decimals: int = 3):
+    def __init__(
+        self,
+        length_decimals: int = 1,
+        angle_decimals: int = 0,
+        coord_decimals: int = 2,
+        angle_rounding: str = "truncate",
+    ):
+        if angle_rounding not in ("truncate", "round"):
+            raise ValueError(f"angle_rounding must be 'truncate' (crystal-text-llm) or 'round', not {angle_rounding!r}")
+        if angle_rounding == "truncate" and angle_decimals != 0:
+            raise ValueError("angle_rounding='truncate' writes integer angles; use angle_decimals=0")
         self.length_decimals = length_decimals
         self.angle_decimals = angle_decimals
         self.coord_decimals = coord_decimals
+        self.angle_rounding = angle_rounding
+
+    def _angle(self, value: float) -> str:
+        if self.angle_rounding == "truncate":
+            return str(int(value))  # crystal-text-llm: str(int(x))
+        return fmt(value, self.angle_decimals)
 
     def encode(self, structure: Structure) -> str:
         if not structure.is_ordered:
@@ -47,11 +66,11 @@ class CoordsRepresentation(Representation):
         lat = structure.lattice
         out = [
             " ".join(fmt(v, self.length_decimals) for v in lat.abc),
-            " ".join(fmt(v, self.angle_decimals) for v in lat.angles),
+            " ".join(self._angle(v) for v in lat.angles),
         ]
         for site in structure:
             out.append(site.specie.symbol)
-            out.append(" ".join(fmt(v, self.coord_decimals) for v in wrap_frac(site.frac_coords, self.coord_decimals)))
+            out.append(" ".join(f"{v:.{self.coord_decimals}f}" for v in np.mod(site.frac_coords, 1.0)))
         return "\n".join(out)
 
     def _decode(self, text: str) -> Structure:

@@ -20,6 +20,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--model", required=True, help="adapter, merged or from-scratch model directory")
     p.add_argument("--representation", default="wyckoff", choices=("wyckoff", "coords", "cif"))
+    p.add_argument(
+        "--prompt-style",
+        default=None,
+        choices=("plaid", "plaid-paper", "crystal-text-llm", "crystallm"),
+        help="wording of the prompts (plaid.prompts); default: the style the model was trained with "
+        "(plaid_run.json), else plaid",
+    )
     p.add_argument("--num-samples", type=int, default=1, help="samples per request (per Z in a Z scan)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="output JSONL (appended; resumes)")
@@ -81,7 +88,20 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def build_requests(args):
+def prompt_style(args) -> str:
+    """--prompt-style, else the one the model was trained with (a different choice is logged), else plaid."""
+    from ..prompts import DEFAULT_PROMPT_STYLE, trained_prompt_style
+
+    trained = trained_prompt_style(args.model) if getattr(args, "model", None) else None
+    style = getattr(args, "prompt_style", None)
+    if style is None:
+        return trained or DEFAULT_PROMPT_STYLE
+    if trained is not None and trained != style:
+        logger.warning("--prompt-style %s: the model was trained with prompt style %s", style, trained)
+    return style
+
+
+def build_requests(args, style: str | None = None):
     from pathlib import Path
 
     from ..representations import MASK, get
@@ -100,7 +120,7 @@ def build_requests(args):
     if args.prompt_file:
         if given or args.infill or args.z_scan:
             raise RequestError("--prompt-file holds the conditions; do not combine it with condition flags")
-        return read_prompt_file(args.prompt_file, default_num_samples=args.num_samples)
+        return read_prompt_file(args.prompt_file, default_num_samples=args.num_samples, style=style)
     if args.infill:
         if given or args.z_scan:
             raise RequestError("--infill takes no conditions")
@@ -119,10 +139,10 @@ def build_requests(args):
             text = rep.mask_element(text, args.mask_element)
         if MASK not in text:
             raise RequestError(f"{path} holds no {MASK}; pass --mask-element")
-        return [make_request("infill", num_samples=args.num_samples, masked_text=text)]
+        return [make_request("infill", num_samples=args.num_samples, masked_text=text, style=style)]
     if args.z_scan:
-        return [make_request("zscan", given, args.num_samples, z_scan=True)]
-    return [make_request("conditional" if given else "unconditional", given, args.num_samples)]
+        return [make_request("zscan", given, args.num_samples, z_scan=True, style=style)]
+    return [make_request("conditional" if given else "unconditional", given, args.num_samples, style=style)]
 
 
 def _check_resume_settings(args, model: str) -> None:
@@ -164,7 +184,8 @@ def run(args) -> int:
     if args.infill is not None:
         require_file(args.infill, "structure to infill", "--infill", "give a crystal text file or a CIF")
     try:
-        requests = build_requests(args)
+        style = prompt_style(args)
+        requests = build_requests(args, style)
         if not requests:
             raise RequestError(f"--prompt-file {args.prompt_file} holds no requests; nothing to sample")
         params = SamplingParams(args.temperature, args.top_p, args.top_k, args.max_new_tokens)
@@ -176,6 +197,7 @@ def run(args) -> int:
             raise RequestError("--merge and --load-in-4bit exclude each other (a 4-bit base cannot be merged)")
         config = SampleConfig(
             representation=args.representation,
+            prompt_style=style,
             batch_size=args.batch_size,
             seed=args.seed,
             params=params,

@@ -48,14 +48,16 @@ class SampleRequest:
         return "conditional" if self.conditions else "unconditional"
 
 
-def prompt_for(request: SampleRequest, representation: str, conditions: dict | None = None) -> str:
-    """The prompt text (from plaid.prompts, the dataset builder's templates)."""
+def prompt_for(
+    request: SampleRequest, representation: str, conditions: dict | None = None, style: str | None = None
+) -> str:
+    """The prompt text (from plaid.prompts, the dataset builder's templates) in prompt style ``style``."""
     if request.task == "infill":
-        return infill_prompt(request.masked_text)
-    return generation_prompt(representation, request.conditions if conditions is None else conditions)
+        return infill_prompt(request.masked_text, style)
+    return generation_prompt(representation, request.conditions if conditions is None else conditions, style)
 
 
-def zscan_conditions(request: SampleRequest, z: int) -> dict[str, str]:
+def zscan_conditions(request: SampleRequest, z: int, style: str | None = None) -> dict[str, str]:
     """Conditions for one Z of a scan: the formula and the cell composition formula x Z."""
     from pymatgen.core import Composition
 
@@ -63,7 +65,7 @@ def zscan_conditions(request: SampleRequest, z: int) -> dict[str, str]:
     conditions = dict(request.conditions)
     conditions["composition"] = (formula * z).formula
     conditions.pop("z", None)
-    return normalize_conditions(conditions)
+    return normalize_conditions(conditions, style)
 
 
 def make_request(
@@ -72,8 +74,9 @@ def make_request(
     num_samples: int = 1,
     masked_text: str | None = None,
     z_scan: bool = False,
+    style: str | None = None,
 ) -> SampleRequest:
-    """Validate and build one request (raises RequestError with the reason)."""
+    """Validate and build one request for prompt style ``style`` (raises RequestError with the reason)."""
     if not _ID.match(str(request_id)):
         raise RequestError(f"request id {request_id!r}: use letters, digits and _.-+= only")
     try:
@@ -83,7 +86,7 @@ def make_request(
     if num < 1:
         raise RequestError(f"num_samples must be >= 1, got {num}")
     try:
-        conds = normalize_conditions(conditions or {})
+        conds = normalize_conditions(conditions or {}, style)
     except ValueError as exc:
         raise RequestError(str(exc)) from None
     if masked_text is not None:
@@ -115,8 +118,11 @@ def _truthy(value) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "y")
 
 
-def read_prompt_file(path: str | Path, default_num_samples: int = 1) -> list[SampleRequest]:
-    """Requests from a CSV or JSONL prompt file; every row is checked and all problems are raised together."""
+def read_prompt_file(
+    path: str | Path, default_num_samples: int = 1, style: str | None = None
+) -> list[SampleRequest]:
+    """Requests from a CSV or JSONL prompt file (conditions checked against prompt style ``style``); every row is
+    checked and all problems are raised together."""
     path = Path(path)
     if not path.is_file():
         raise RequestError(f"prompt file {path} does not exist")
@@ -166,6 +172,7 @@ def read_prompt_file(path: str | Path, default_num_samples: int = 1) -> list[Sam
                 values.get("num_samples", default_num_samples),
                 values.get("masked_text"),
                 _truthy(values.get("z_scan", False)),
+                style,
             )
         except RequestError as exc:
             errors.append(f"line {i}: {exc}")

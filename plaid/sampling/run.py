@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import JsonlWriter, read_jsonl
+from ..prompts import get_style
 from ..representations import MASK, get
 from .generate import DEFAULT_MAX_NEW_TOKENS, INFILL_MAX_NEW_TOKENS, SamplingParams
 from .requests import Z_SCAN, RequestError, SampleRequest, prompt_for, zscan_conditions
@@ -35,6 +36,7 @@ def sample_seed(seed: int, sample_id: str) -> int:
 @dataclass
 class SampleConfig:
     representation: str = "wyckoff"
+    prompt_style: str = "plaid"  # plaid.prompts.PROMPT_STYLES: the wording the model was trained on
     batch_size: int = 16
     seed: int = 0
     params: SamplingParams = field(default_factory=SamplingParams)
@@ -62,11 +64,14 @@ class _Item:
     grammar: object = None
 
 
-def decode_sample(representation, request: SampleRequest, text: str) -> tuple[object | None, str | None, str]:
-    """(structure or None, error or None, full crystal text) for one generated text."""
+def decode_sample(
+    representation, request: SampleRequest, text: str, prefix: str = ""
+) -> tuple[object | None, str | None, str]:
+    """(structure or None, error or None, full crystal text) for one generated text; ``prefix`` is the part of the
+    crystal text the prompt already holds (CrystaLLM's ``data_...`` prompts)."""
     from ..representations import DecodeError
 
-    full = text
+    full = prefix + text
     if request.task == "infill":
         element = text.strip()
         from pymatgen.core import Element
@@ -110,7 +115,7 @@ class Sampler:
         options = dict(
             length_decimals=getattr(rep, "length_decimals", 2),
             angle_decimals=getattr(rep, "angle_decimals", 2),
-            coord_decimals=getattr(rep, "coord_decimals", 3),
+            coord_decimals=getattr(rep, "coord_decimals", 2),
         )
         options.update(self.config.grammar_options)
         return options
@@ -123,7 +128,8 @@ class Sampler:
                 if req.task == "zscan":
                     feasible = []
                     for z in Z_SCAN:
-                        prompt_for(req, self.config.representation, zscan_conditions(req, z))
+                        style = self.config.prompt_style
+                        prompt_for(req, self.config.representation, zscan_conditions(req, z, style), style)
                         if self._zscan_feasible(req, z):
                             feasible.append(z)
                     if not feasible:
@@ -132,7 +138,7 @@ class Sampler:
                             f"within max_new_tokens={self.config.max_new_tokens(req.task)}"
                         )
                 else:
-                    prompt_for(req, self.config.representation)
+                    prompt_for(req, self.config.representation, style=self.config.prompt_style)
                     if self.config.constrained:
                         need = self.grammar(req, req.conditions).initial().u
                         budget = self.config.max_new_tokens(req.task)
@@ -150,7 +156,7 @@ class Sampler:
         if not self.config.constrained:
             return True
         try:
-            need = self.grammar(req, zscan_conditions(req, z)).initial().u
+            need = self.grammar(req, zscan_conditions(req, z, self.config.prompt_style)).initial().u
         except ValueError:
             return False
         return need <= self.config.max_new_tokens(req.task)
@@ -160,8 +166,8 @@ class Sampler:
         if z is None:
             sid, conditions = f"{req.request_id}-{k:05d}", req.conditions
         else:
-            sid, conditions = f"{req.request_id}-z{z}-{k:05d}", zscan_conditions(req, z)
-        prompt = prompt_for(req, self.config.representation, conditions)
+            sid, conditions = f"{req.request_id}-z{z}-{k:05d}", zscan_conditions(req, z, self.config.prompt_style)
+        prompt = prompt_for(req, self.config.representation, conditions, self.config.prompt_style)
         grammar = None
         if self.config.constrained:
             grammar = self.grammar(req, conditions)
@@ -258,9 +264,9 @@ class Sampler:
         for req in requests:
             for rec in by_request[req.request_id]:
                 conditions = (
-                    zscan_conditions(req, rec["z"]) if req.task == "zscan" and "z" in rec else req.conditions
+                    zscan_conditions(req, rec["z"], cfg.prompt_style) if req.task == "zscan" and "z" in rec else req.conditions
                 )
-                expected = prompt_for(req, cfg.representation, conditions)
+                expected = prompt_for(req, cfg.representation, conditions, cfg.prompt_style)
                 if (rec.get("prompt"), rec.get("run_seed"), rec.get("representation")) != (
                     expected,
                     cfg.seed,
@@ -288,13 +294,15 @@ class Sampler:
     def record(self, it: _Item, gen, params: SamplingParams, seconds: float, batch_size: int) -> dict:
         """The JSONL record of one generation (``seconds``: the batch's generation time)."""
         cfg = self.config
-        structure, error, full = decode_sample(self.representation, it.request, gen.text)
+        prefix = it.prompt if get_style(cfg.prompt_style).prompt_in_text and it.request.task != "infill" else ""
+        structure, error, full = decode_sample(self.representation, it.request, gen.text, prefix)
         rec = {
             "sample_id": it.sample_id,
             "request_id": it.request.request_id,
             "index": it.index,
             "task": it.request.kind,
             "representation": cfg.representation,
+            "prompt_style": cfg.prompt_style,
             "prompt": it.prompt,
             "conditions": it.conditions
             if it.request.task != "infill"

@@ -16,6 +16,14 @@ class PlaidArguments:
     representation: str = field(
         default="wyckoff", metadata={"help": "Crystal text representation: wyckoff, coords or cif."}
     )
+    prompt_style: str = field(
+        default="plaid",
+        metadata={
+            "help": "Wording of the training prompts (plaid.prompts.PROMPT_STYLES): plaid, plaid-paper (PLaID's), "
+            "crystal-text-llm (Gruver et al.'s) or crystallm (CrystaLLM's data_ prompts, cif only). Recorded in "
+            "plaid_run.json; plaid sample uses it by default."
+        },
+    )
     dataset_source: str | None = field(
         default=None,
         metadata={
@@ -104,10 +112,9 @@ class PlaidArguments:
             )
         if isinstance(self.task_mix, str) and self.task_mix.strip().startswith("{"):
             self.task_mix = json.loads(self.task_mix)
-        if self.task_mix is not None:
-            from ..data.tasks import parse_task_mix
+        from ..data.tasks import check_style, parse_task_mix
 
-            parse_task_mix(self.task_mix)  # validate now, not after the model is loaded
+        check_style(self.prompt_style, self.representation, parse_task_mix(self.task_mix))  # now, not after loading
         if self.split_fractions is not None:
             self.split_tuple()
 

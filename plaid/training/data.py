@@ -51,6 +51,7 @@ def sft_dataset(plaid_args, output_dir: str | os.PathLike):
             num_proc=plaid_args.data_num_proc,
             max_structures=plaid_args.max_structures,
             examples_per_structure=plaid_args.examples_per_structure,
+            prompt_style=plaid_args.prompt_style,
             **({"split_fractions": plaid_args.split_tuple()} if plaid_args.split_fractions else {}),
         )
         dataset = built[0] if isinstance(built, tuple) else built

@@ -15,7 +15,8 @@ C_LEN, C_ANG, C_EL, C_CO = range(20, 24)
 
 class CoordsGrammar(CharGrammar):
     """Incremental validator of the coords representation: enforces lengths in ``length_range``, angles in
-    ``angle_range`` that form a cell (as the decoder checks), known elements, coordinates in [0, 1) and at most
+    ``angle_range`` that form a cell (as the decoder checks), known elements, coordinates in [0, 1] (crystal-text-llm
+    writes 0.996 as ``1.00``) and at most
     ``max_atoms`` sites; the text may end after any complete coordinate line. (The decoder states no space
     group, so there is no crystal-system rule; Wyckoff-only options such as ``min_distance`` are ignored.)"""
 
@@ -29,7 +30,7 @@ class CoordsGrammar(CharGrammar):
         angle_range: tuple[float, float] = (10.0, 170.0),
         length_decimals: int = 1,
         angle_decimals: int = 0,
-        coord_decimals: int = 3,
+        coord_decimals: int = 2,
         **_ignored,
     ):
         self.elements = frozenset(elements) if elements is not None else frozenset(element_symbols())
@@ -46,7 +47,7 @@ class CoordsGrammar(CharGrammar):
         return State(C_LEN, "", (), 0, None, self.len_line + self.ang_line + self.el_line + self.co_line)
 
     def _coord_done(self, parts: tuple, buf: str) -> bool:
-        return len(parts) == 2 and number_complete(buf, 0.0, 1.0 - 10.0 ** (-self.cd), self.cd)
+        return len(parts) == 2 and number_complete(buf, 0.0, 1.0, self.cd)
 
     def can_end(self, s: State) -> bool:
         if s.phase == C_EL:
@@ -59,6 +60,8 @@ class CoordsGrammar(CharGrammar):
         if s.phase == C_EL:
             return (UPPER if s.buf == "" else LOWER | {"\n"}) if len(s.buf) < 2 else frozenset("\n")
         if s.phase == C_CO:
+            if s.buf in ("", "1") or s.buf.startswith("1."):  # 1.00: a coordinate rounded up, as the encoder writes
+                return frozenset("01") if not s.buf else frozenset(".") if s.buf == "1" else frozenset("0 \n")
             return next_fraction_chars(s.buf) | ({"\n"} if s.buf not in ("", "0", "0.") else set())
         return NUMBER_CHARS
 
@@ -102,7 +105,7 @@ class CoordsGrammar(CharGrammar):
                 return State(C_CO, "", (), sites, None, self.co_line)
             return None
         # C_CO
-        hi = 1.0 - 10.0 ** (-self.cd)
+        hi = 1.0
         typed = sum(len(p) + 1 for p in s.parts) + len(s.buf)
         if ch in "0123456789.":
             buf = s.buf + ch

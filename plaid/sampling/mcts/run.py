@@ -66,7 +66,7 @@ class MCTSSampler:
         self.check([request])
         cfg, tree_cfg = self.config, self.mcts.tree
         tok = self.backend.tokenizer
-        prompt = prompt_for(request, cfg.representation)
+        prompt = prompt_for(request, cfg.representation, style=cfg.prompt_style)
         prompt_ids = tok(prompt)["input_ids"]
         max_new = cfg.max_new_tokens(request.task)
         cursor = None
@@ -165,7 +165,7 @@ class MCTSSampler:
             return
         rec = records[0]
         cfg = self.config
-        expected = prompt_for(req, cfg.representation)
+        expected = prompt_for(req, cfg.representation, style=cfg.prompt_style)
         settings = (rec.get("tree") or {}).get("settings")
         if (rec.get("prompt"), rec.get("run_seed"), rec.get("decoding")) != (expected, cfg.seed, "mcts") or (
             settings is not None and json.loads(json.dumps(settings)) != json.loads(json.dumps(self.describe()))
