@@ -37,7 +37,9 @@ class Executor:
     name = "local"
     workers = 1
 
-    def imap_unordered(self, fn: Callable[[Any], Any], payloads: Iterable[Any]) -> Iterator[Any]:
+    def imap_unordered(self, fn: Callable[[Any], Any], payloads: Iterable[Any], gpus: float = 0.0) -> Iterator[Any]:
+        """``fn(payload)`` for every payload, as each finishes; ``gpus``: GPUs each task needs (a cluster's
+        scheduler places it on a node that has them; local processes share this machine's)."""
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -52,7 +54,7 @@ class LocalExecutor(Executor):
     def __init__(self, n_jobs: int = 1):
         self.workers = max(1, int(n_jobs))
 
-    def imap_unordered(self, fn, payloads):
+    def imap_unordered(self, fn, payloads, gpus: float = 0.0):
         payloads = list(payloads)
         if self.workers > 1 and len(payloads) > 1:
             with multiprocessing.get_context("fork").Pool(min(self.workers, len(payloads))) as pool:
@@ -83,20 +85,21 @@ class RayExecutor(Executor):
             raise ImportError("--executor ray needs Ray: pip install 'plaid[ray]'") from None
         self._ray = ray
         if not ray.is_initialized():
-            kwargs = {"address": address} if address else {"num_cpus": num_cpus}
-            ray.init(**kwargs, include_dashboard=False, log_to_driver=False)
+            kwargs = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+            ray.init(**kwargs, log_to_driver=False)
         self.address = address
         self.task_cpus, self.task_gpus = float(task_cpus), float(task_gpus)
         self.max_retries = int(max_retries)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, int(cpus // max(self.task_cpus, 1e-9)))
         self.max_in_flight = max_in_flight or 2 * self.workers
-        self._remote = ray.remote(_call_two).options(num_cpus=self.task_cpus, num_gpus=self.task_gpus,
-                                                 max_retries=self.max_retries, retry_exceptions=False)
+        self._remote = ray.remote(_call_two)
 
-    def imap_unordered(self, fn, payloads):
+    def imap_unordered(self, fn, payloads, gpus: float = 0.0):
         ray = self._ray
         fn_ref = ray.put(fn)
+        remote = self._remote.options(num_cpus=self.task_cpus, num_gpus=max(float(gpus), self.task_gpus),
+                                      max_retries=self.max_retries, retry_exceptions=False)
         pending: list = []
         it = iter(payloads)
         exhausted = False
@@ -107,7 +110,7 @@ class RayExecutor(Executor):
                 except StopIteration:
                     exhausted = True
                     break
-                pending.append(self._remote.remote(fn_ref, payload))  # Ray resolves fn_ref in the task
+                pending.append(remote.remote(fn_ref, payload))  # Ray resolves fn_ref in the task
             if not pending:
                 return
             done, pending = ray.wait(pending, num_returns=1)

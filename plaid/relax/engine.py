@@ -280,7 +280,8 @@ class Relaxer:
     def _run_distributed(self, todo: list[tuple[int, str, Any]], executor, batched: bool) -> Iterator[RelaxResult]:
         size = max(1, min(self.batch_size, math.ceil(len(todo) / executor.workers)))
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-        for results in executor.imap_unordered(partial(_relax_chunk, self, batched), chunks):
+        on_gpu = str(getattr(self.model, "device", "cpu")).startswith("cuda")  # a task per GPU, model on its cuda:0
+        for results in executor.imap_unordered(partial(_relax_chunk, self, batched), chunks, gpus=1 if on_gpu else 0):
             yield from results
 
     # ---------------------------------------------------------------- batched engine
