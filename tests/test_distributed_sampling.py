@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from plaid.sampling.distributed import Rank, read_with_shards, shard_dir, strip_
 from plaid.sampling.generate import SamplingParams
 from plaid.sampling.requests import make_request
 from plaid.sampling.run import SampleConfig, Sampler
+from tests.test_kill_resume import _start_and_kill, one_thread  # noqa: F401 - one_thread is a fixture
 
 TIMING = ("gen_time_s", "batch_gen_time_s", "batch_size")  # wall clock and batching, not part of a sample
 
@@ -34,17 +33,6 @@ def tiny_model_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     return create_local_model("plaid-tiny-llama", build_tokenizer("wyckoff"), tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture
-def one_thread():
-    """The subprocesses run with OMP_NUM_THREADS=1; so does the in-process reference, so float32 sums agree."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _argv(model, out, prompt_file) -> list[str]:
@@ -81,9 +69,9 @@ def test_share_is_disjoint_and_complete():
         == ["sample", "--out", "x"]
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.timeout(1800)  # ~45 s of CPU, but 4 interpreter starts: minutes of wall time on a loaded 2-core machine
-def test_two_processes_give_the_single_process_records_and_resume_after_a_kill(tiny_model_dir, tmp_path,
-                                                                                one_thread):
+def test_two_processes_give_the_single_process_records_and_resume_after_a_kill(tiny_model_dir, tmp_path):
     prompts = tmp_path / "requests.jsonl"  # two prompt lengths: batches pad differently in 1 and 2 processes
     prompts.write_text(json.dumps({"id": "u", "num_samples": 7}) + "\n"
                        + json.dumps({"id": "c", "formula": "BaTiO3", "spacegroup": "221", "num_samples": 5}) + "\n")
@@ -94,22 +82,7 @@ def test_two_processes_give_the_single_process_records_and_resume_after_a_kill(t
 
     # 2 processes, SIGKILLed (torchrun and both ranks) once a rank has written its first records
     out = tmp_path / "multi.jsonl"
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "plaid.cli", *_argv(tiny_model_dir, out, prompts),
-                             "--num-processes", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None and not read_with_shards(out):
-            time.sleep(0.05)
-        assert proc.poll() is None, f"ended before the kill: {proc.stderr.read().decode()[-2000:]}"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        proc.stderr.close()
+    _start_and_kill([*_argv(tiny_model_dir, out, prompts), "--num-processes", "2"], read_with_shards, out, timeout=900)
     partial = read_with_shards(out)
     assert 0 < len(partial) < 12 and shard_dir(out).is_dir()
 

@@ -17,12 +17,17 @@ from plaid.io import JsonlWriter, dumps, read_jsonl  # noqa: E402
 from plaid.relax import Relaxer  # noqa: E402
 from tests.test_relax import LennardJonesModel, _argon  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# Ray's own processes start in seconds on an idle machine; on a loaded 2-core one they take minutes, past Ray's
+# default startup waits (the raylet waits for its agents), so the waits are raised here, and the wall-clock limit
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+STARTUP_WAITS = {"RAY_raylet_start_wait_time_s": "900", "RAY_agent_register_timeout_ms": "900000",
+                 "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "900"}
 
 
 @pytest.fixture(scope="module")
 def executor():
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    for key, value in STARTUP_WAITS.items():
+        os.environ.setdefault(key, value)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield make_executor("ray")  # the running local cluster: 2 workers
