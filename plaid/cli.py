@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a command relaunching itself passes on
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -6,6 +6,8 @@ import argparse
 
 
 def register(subparsers) -> None:
+    from ..executors import add_executor_arguments
+
     p = subparsers.add_parser(
         "evaluate",
         help="validity, uniqueness, novelty, coverage, E_hull and S.U.N. of generated samples",
@@ -69,7 +71,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-crystallm-checks", action="store_true", help="skip bond-length/multiplicity checks")
     p.add_argument("--model-version", default=None, help="recorded in report.json")
     p.add_argument("--no-plots", action="store_true")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("-j", "--jobs", type=int, default=1,
+                   help="worker processes (with --executor ray and no --ray-address: the CPUs of the local Ray)")
+    add_executor_arguments(p, jobs=False)
     p.set_defaults(func=_run_evaluate)
 
     c = subparsers.add_parser(
@@ -85,6 +89,7 @@ def register(subparsers) -> None:
     c.add_argument("--n", type=int, nargs="+", default=[1, 20], help="candidates per target to consider")
     c.add_argument("--candidate-filter", choices=["struct_valid", "valid", "parsed"], default="struct_valid")
     c.add_argument("-j", "--jobs", type=int, default=1)
+    add_executor_arguments(c, jobs=False)
     c.set_defaults(func=_run_csp)
 
 
@@ -106,6 +111,7 @@ def _check_evaluate(args: argparse.Namespace) -> None:
         require_writable_dir,
     )
     from ..errors import InputError, UsageError
+    from ..executors import require_executor
 
     require_samples(args.samples, "samples")
     read_csv_checked(args.reference, "training set", "--reference")
@@ -124,6 +130,7 @@ def _check_evaluate(args: argparse.Namespace) -> None:
     elif args.hull is not None or args.relaxer_model is not None:
         raise UsageError("--hull and --relaxer-model need relaxation: drop them or drop --no-relax")
     require_positive(args.jobs, "--jobs")
+    require_executor(args)
     require_positive(args.max_steps, "--max-steps")
     for option, value in (("--fmax", args.fmax), ("--relax-timeout", args.relax_timeout),
                           ("--fingerprint-timeout", args.fingerprint_timeout)):
@@ -159,6 +166,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         sun_protocol=args.sun_protocol,
         coverage_reference=args.coverage_reference,
         n_jobs=args.jobs,
+        executor=args.executor,
+        ray_address=args.ray_address,
         model_version=args.model_version,
         plots=not args.no_plots,
     )
@@ -189,6 +198,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def _run_csp(args: argparse.Namespace) -> int:
     from ..cli_checks import read_csv_checked, require_positive, require_samples, require_writable_dir
     from ..errors import NothingProducedError
+    from ..executors import make_executor, require_executor
     from .csp import run_csp
 
     require_samples(args.samples, "samples")
@@ -197,6 +207,8 @@ def _run_csp(args: argparse.Namespace) -> int:
     for n in args.n:
         require_positive(n, "--n")
     require_positive(args.jobs, "--jobs")
+    require_executor(args)
+    jobs = make_executor(args.executor, args.jobs, args.ray_address) if args.executor == "ray" else args.jobs
 
     report = run_csp(
         args.samples,
@@ -204,7 +216,7 @@ def _run_csp(args: argparse.Namespace) -> int:
         args.out,
         n_values=tuple(args.n),
         candidate_filter=args.candidate_filter,
-        n_jobs=args.jobs,
+        n_jobs=jobs,
     )
     _print_summary(
         report,

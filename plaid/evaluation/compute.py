@@ -9,6 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from plaid.executors import Executor
 from plaid.io import dumps
 
 from .energies import relax_and_hull
@@ -46,7 +47,7 @@ def compute_outcomes(
     hull=None,
     no_energy_reason: str = "not relaxed",
     e_hull: dict | None = None,
-    n_jobs: int = 1,
+    n_jobs=1,
     progress: bool = True,
     batched: bool = True,
 ) -> tuple[list[Outcome], dict, dict]:
@@ -55,7 +56,9 @@ def compute_outcomes(
     ``samples``: :class:`plaid.evaluation.samples.Sample` list; ``reference``: a reduced training set
     (``reduce_reference``) for novelty, None for none; ``relaxer``/``hull``: energies (None: none, every E_hull is
     missing with ``no_energy_reason``); ``e_hull``: ``{sample_id: E_hull}`` supplied instead of relaxation (the
-    generated structures then stand in for relaxed ones); ``batched=False``: the sequential ASE relaxation."""
+    generated structures then stand in for relaxed ones); ``batched=False``: the sequential ASE relaxation.
+    ``n_jobs``: local worker processes (int) for checks and matching, or a :class:`plaid.executors.Executor`
+    (Ray), which also distributes the relaxation (local processes do not: the relaxer batches in one process)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_stage(out, "checks.jsonl", [inputs_sha256, check_cfg])
@@ -106,7 +109,7 @@ def compute_outcomes(
         guard_stage(out, "relax.jsonl", [inputs_sha256, relaxer.settings()])
         todo = [(o.sample_id, structures[o.sample_id]) for o in outcomes if relax_pass(o)]
         fields, relaxed = relax_and_hull(todo, relaxer, hull, out / "relax.jsonl", progress=progress,
-                                         batched=batched)
+                                         batched=batched, executor=n_jobs if isinstance(n_jobs, Executor) else None)
         for o in outcomes:
             o.energies_computed = True
             if o.sample_id in fields:

@@ -38,8 +38,11 @@ def describe_scaler(spec: str | None) -> str:
     return f"means/stds from {spec}"
 
 
-def coverage_stage(samples, checks: dict, cfg, out_dir: Path, cov_reference, struct_cut: float, comp_cut: float):
-    """(coverage dict, {sample_id: fingerprint status record}, reference fingerprint info, distributions)."""
+def coverage_stage(samples, checks: dict, cfg, out_dir: Path, cov_reference, struct_cut: float, comp_cut: float,
+                   n_jobs=None):
+    """(coverage dict, {sample_id: fingerprint status record}, reference fingerprint info, distributions).
+    ``n_jobs``: an int or :class:`plaid.executors.Executor` (default ``cfg.n_jobs``)."""
+    n_jobs = cfg.n_jobs if n_jobs is None else n_jobs
     if cfg.coverage_over not in ("parsed", "valid"):
         raise ValueError("coverage_over must be 'parsed' or 'valid'")
     ids = [s.sample_id for s in samples]
@@ -50,9 +53,9 @@ def coverage_stage(samples, checks: dict, cfg, out_dir: Path, cov_reference, str
 
     fp_structs = [s.structure if (cfg.coverage_over == "parsed" or is_valid(s.sample_id)) else None for s in samples]
     fps = compute_fingerprints(fp_structs, ids, out_dir / "fingerprints.jsonl", timeout_s=cfg.fingerprint_timeout_s,
-                               n_jobs=cfg.n_jobs)
+                               n_jobs=n_jobs)
     ref_fp = reference_fingerprints(cov_reference.path, lambda: cov_reference.structures,
-                                    timeout_s=cfg.fingerprint_timeout_s, n_jobs=cfg.n_jobs)
+                                    timeout_s=cfg.fingerprint_timeout_s, n_jobs=n_jobs)
     gen_s, gen_c, gen_ok = stack_fingerprints([fps[sid] for sid in ids])
     cov = coverage(gen_s[gen_ok], gen_c[gen_ok], ref_fp["struct_fps"][ref_fp["ok"]], ref_fp["comp_fps"][ref_fp["ok"]],
                    struct_cut, comp_cut, n_generated=len(samples), n_reference=len(ref_fp["ok"]),

@@ -30,13 +30,14 @@ def relax_and_hull(
     progress: bool = True,
     batched: bool = True,
     symprec: float = 0.1,
+    executor=None,
 ) -> tuple[dict[str, dict], dict[str, object]]:
     """Relax ``(sample_id, structure)`` pairs and compute E_hull.
 
     Returns ``({sample_id: {relax_status, relax_reason, energy_per_atom, relaxed_spacegroup, e_hull,
-    e_hull_reason}}, {sample_id: relaxed Structure})``."""
+    e_hull_reason}}, {sample_id: relaxed Structure})``. ``executor``: see :meth:`plaid.relax.Relaxer.relax`."""
     results = relaxer.relax([s for _, s in todo], ids=[sid for sid, _ in todo], out_path=out_path,
-                            progress=progress, batched=batched) if todo else []
+                            progress=progress, batched=batched, executor=executor) if todo else []
     fields: dict[str, dict] = {}
     relaxed: dict[str, object] = {}
     for (sid, _), r in zip(todo, results):

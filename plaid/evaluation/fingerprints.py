@@ -92,7 +92,7 @@ def compute_fingerprints(
     out_path: str | Path,
     key: str = "sample_id",
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
-    n_jobs: int = 1,
+    n_jobs=1,
     desc: str = "fingerprints",
 ) -> dict:
     """Fingerprint every structure, appending records to ``out_path`` (resumable); returns records by id."""
@@ -114,7 +114,7 @@ def reference_fingerprints(
     path: str | Path,
     structures,
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
-    n_jobs: int = 1,
+    n_jobs=1,
     cache: Path | None = None,
 ) -> dict:
     """Fingerprints of a reference file's structures (a list, or a callable returning one, called only when

@@ -15,7 +15,6 @@ Definitions (brute force, which ``brute_force_*`` implement literally and the te
 from __future__ import annotations
 
 import math
-import multiprocessing
 import pickle
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +23,7 @@ from pymatgen.core import Composition, Structure
 from pymatgen.core.structure_matcher import StructureMatcher
 from tqdm.auto import tqdm
 
+from plaid.executors import as_executor
 from plaid.io import JsonlWriter
 from plaid.paths import cache_dir
 
@@ -186,7 +186,7 @@ def uniqueness_and_novelty(
     reference: dict | None = None,
     matcher_kwargs: dict | None = None,
     out_path: str | Path | None = None,
-    n_jobs: int = 1,
+    n_jobs=1,
 ) -> dict:
     """Per id: ``{"is_unique", "duplicate_of", "is_novel", "matches_reference", "reduce_error", "match_error"}``
     (None entries -> None values). A flag that a matcher exception left undecided is None, with ``match_error``.
@@ -219,13 +219,8 @@ def uniqueness_and_novelty(
     results: dict = {r["sample_id"]: r for r in writer.records} if writer else {}
     bar = tqdm(total=sum(len(t[0]) for t in tasks), desc="matching", leave=False, mininterval=2.0)
     try:
-        if n_jobs > 1 and len(tasks) > 1:
-            with multiprocessing.get_context("fork").Pool(n_jobs) as pool:
-                for records in pool.imap_unordered(_bucket_task, tasks, chunksize=1):
-                    _store(records, results, writer, bar)
-        else:
-            for task in tasks:
-                _store(_bucket_task(task), results, writer, bar)
+        for records in as_executor(n_jobs).imap_unordered(_bucket_task, tasks):
+            _store(records, results, writer, bar)
     finally:
         bar.close()
         if writer:

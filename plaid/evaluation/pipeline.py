@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from plaid.executors import make_executor
 from plaid.io import dumps
 from plaid.paths import cache_dir
 
@@ -79,6 +80,8 @@ class EvaluationConfig:
     stability_thresholds: tuple = STABILITY_THRESHOLDS
     coverage_reference: str | None = None  # CDVAE measures coverage against the test set; default: the reference
     n_jobs: int = 1
+    executor: str = "local"  # "local" (n_jobs processes) or "ray" (plaid.executors.RayExecutor)
+    ray_address: str | None = None  # with executor "ray": a running cluster; None: Ray on this machine
     model_version: str | None = None
     plots: bool = True
 
@@ -183,16 +186,17 @@ def evaluate(
     samples_sha = samples_sha256(samples_path)
     check_cfg = {k: getattr(cfg, k) for k in CHECK_KEYS}
 
+    jobs = cfg.n_jobs if cfg.executor == "local" else make_executor(cfg.executor, cfg.n_jobs, cfg.ray_address)
     novelty_ref = reduce_reference(lambda: reference.structures, source_sha256=reference.sha256)
     relaxer, hull, no_energy = (None, None, "supplied") if e_hull is not None else load_energy_models(cfg, reference)
     outcomes, checks, info = compute_outcomes(
         samples, out_dir, settings, check_cfg=check_cfg, inputs_sha256=samples_sha, reference=novelty_ref,
         reference_sha256=reference.sha256, relaxer=relaxer, hull=hull, no_energy_reason=no_energy or "",
-        e_hull=e_hull, n_jobs=cfg.n_jobs,
+        e_hull=e_hull, n_jobs=jobs,
     )
     guard_stage(out_dir, "fingerprints.jsonl", [samples_sha, check_cfg, cfg.coverage_over, cfg.fingerprint_timeout_s])
     cov, fps, ref_fp, distributions = coverage_stage(samples, checks, cfg, out_dir, cov_reference, struct_cut,
-                                                     comp_cut)
+                                                     comp_cut, n_jobs=jobs)
     rows = []
     for s, o in zip(samples, outcomes):
         row = {**checks[s.sample_id], **o.to_record(), "sample_id": s.sample_id, "gen_time_s": s.gen_time_s,

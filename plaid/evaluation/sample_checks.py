@@ -81,7 +81,7 @@ def _payload(payload) -> dict:
         return check_sample(*payload)
 
 
-def run_checks(samples: list[Sample], cfg: dict, path, n_jobs: int = 1) -> dict:
+def run_checks(samples: list[Sample], cfg: dict, path, n_jobs=1) -> dict:
     """``{sample_id: check record}`` for every sample, resuming from ``path``."""
     with JsonlWriter(path, key="sample_id") as writer:
         return run_stage(_payload, [(s.sample_id, (s, cfg)) for s in samples], writer, n_jobs, "checks")

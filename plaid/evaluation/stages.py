@@ -1,12 +1,12 @@
 """Run one per-item function over many items with a progress bar, writing each result as it is done.
 
 Results go to a ``JsonlWriter`` keyed by the item's id, so a re-run skips finished items and a kill loses at
-most the items in flight. ``n_jobs > 1`` fans out over worker processes (results still written by the parent).
+most the items in flight. ``n_jobs``: an int (``> 1`` fans out over local worker processes) or a
+:class:`plaid.executors.Executor` (a Ray cluster); results are always written by the parent.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from plaid.executors import as_executor
 from plaid.io import JsonlWriter
 
 
@@ -41,7 +42,7 @@ def time_limit(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _call(args):
+def _keyed(args):
     fn, key, payload = args
     return key, fn(payload)
 
@@ -50,7 +51,7 @@ def run_stage(
     fn: Callable[[Any], dict],
     items: Iterable[tuple[Any, Any]],
     writer: JsonlWriter,
-    n_jobs: int = 1,
+    n_jobs=1,
     desc: str = "",
 ) -> dict[Any, dict]:
     """Apply ``fn(payload)`` to every ``(key, payload)`` not yet in ``writer``; record ``{key_field: key, **result}``.
@@ -60,16 +61,10 @@ def run_stage(
     todo = [(key, payload) for key, payload in items if key not in writer]
     if todo:
         bar = tqdm(total=len(todo), desc=desc, leave=False, mininterval=2.0)
-        if n_jobs > 1 and len(todo) > 1:
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(n_jobs) as pool:
-                for key, result in pool.imap_unordered(_call, [(fn, k, p) for k, p in todo], chunksize=1):
-                    writer.write({writer.key: key, **result})
-                    bar.update()
-        else:
-            for key, payload in todo:
-                writer.write({writer.key: key, **fn(payload)})
-                bar.update()
+        executor = as_executor(n_jobs)
+        for key, result in executor.imap_unordered(_keyed, [(fn, k, p) for k, p in todo]):
+            writer.write({writer.key: key, **result})
+            bar.update()
         bar.close()
     return {r[writer.key]: r for r in writer.records}
 

@@ -41,6 +41,9 @@ def register(subparsers) -> None:
     p.add_argument("--test-size", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--push-to-hub", default=None, metavar="REPO_ID")
+    from ..executors import add_executor_arguments
+
+    add_executor_arguments(p)
     p.set_defaults(func=_pairs)
 
     a = subparsers.add_parser(
@@ -70,6 +73,7 @@ def _check_pairs(args: argparse.Namespace) -> None:
         same_settings,
     )
     from ..errors import InputError, UsageError
+    from ..executors import require_executor
 
     records = read_jsonl_checked(args.samples, "samples")
     # records without sample_id get the ids plaid evaluate gives (their position); a prompt is needed for a pair
@@ -100,6 +104,8 @@ def _check_pairs(args: argparse.Namespace) -> None:
         raise InputError(f"--model-path: {args.model_path} does not exist; give the MLIP weights directory")
     require_positive(args.max_steps, "--max-steps")
     require_positive(args.batch_size, "--batch-size")
+    require_positive(args.jobs, "--jobs")
+    require_executor(args)
     # labels.jsonl is reused on a re-run: it must come from the same labeller and hull
     same_settings(labels_dir / "labeller.json",
                   {"samples": str(Path(args.samples).resolve()), "relaxer": args.relaxer, "model_path": args.model_path,
@@ -111,10 +117,12 @@ def _check_pairs(args: argparse.Namespace) -> None:
 
 def _pairs(args: argparse.Namespace) -> int:
     from ..errors import InputError, NothingProducedError
+    from ..executors import make_executor
     from .dataset import load_labeller, make_preference_dataset
     from .pairs import PairingError
 
     _check_pairs(args)
+    jobs = make_executor(args.executor, args.jobs, args.ray_address) if args.executor == "ray" else args.jobs
     relaxer = hull = None
     if args.labels is None:
         from ..hull import load_hull
@@ -127,7 +135,7 @@ def _pairs(args: argparse.Namespace) -> int:
             args.samples, args.out, labels_dir=args.labels_dir, eval_dir=args.labels, mode=args.mode,
             ratio=args.ratio, threshold=args.threshold, stable_threshold=args.stable_threshold, relaxer=relaxer,
             hull=hull, reference_csv=args.reference, test_size=args.test_size, seed=args.seed,
-            push_to_hub=args.push_to_hub,
+            push_to_hub=args.push_to_hub, n_jobs=jobs,
         )
     except PairingError as exc:
         where = args.labels or args.labels_dir or f"{args.out}_labels"

@@ -55,6 +55,7 @@ def make_preference_dataset(
     test_size: float = 0.1,
     seed: int = 0,
     push_to_hub: str | None = None,
+    n_jobs=1,
 ):
     """Label (or read ``eval_dir`` labels), pair, split and save; returns (DatasetDict, stats).
 
@@ -80,7 +81,7 @@ def make_preference_dataset(
         settings = OutcomeSettings(stable_threshold=stable_threshold, metastable_threshold=threshold)
         labels = label_samples(records, labels_dir, relaxer=relaxer, hull=hull, reference=reference,
                                reference_sha256=(reference or {}).get("sha256"), settings=settings,
-                               source=str(samples))
+                               source=str(samples), n_jobs=n_jobs)
         labeller = {"source": "plaid.relax", "relaxer": relaxer.describe(), "labels_dir": str(labels_dir),
                     "outcome_settings": settings.to_dict()}
     pairs, stats = build_pairs(labels, mode=mode, ratio=ratio, threshold=threshold,

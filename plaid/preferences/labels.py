@@ -88,8 +88,10 @@ def samples_from_records(records: list[dict], source: str = "samples"):
 
 def label_outcomes(records: list[dict], out_dir, *, relaxer, hull, reference: dict | None = None,
                    reference_sha256: str | None = None, settings: OutcomeSettings | None = None,
-                   progress: bool = True, source: str = "samples", batched: bool = True) -> list[Outcome]:
-    """Outcomes of sample records (``plaid sample`` JSONL rows) with ``relaxer`` and ``hull``; cached in ``out_dir``."""
+                   progress: bool = True, source: str = "samples", batched: bool = True,
+                   n_jobs=1) -> list[Outcome]:
+    """Outcomes of sample records (``plaid sample`` JSONL rows) with ``relaxer`` and ``hull``; cached in ``out_dir``.
+    ``n_jobs``: local processes or a :class:`plaid.executors.Executor` (see ``compute_outcomes``)."""
     from ..evaluation.compute import compute_outcomes, records_sha256
     from ..evaluation.outcome import write_outcomes
     from ..evaluation.sample_checks import default_check_cfg
@@ -100,7 +102,7 @@ def label_outcomes(records: list[dict], out_dir, *, relaxer, hull, reference: di
     outcomes, _, info = compute_outcomes(
         samples, out_dir, settings, check_cfg=default_check_cfg(), inputs_sha256=sha, reference=reference,
         reference_sha256=reference_sha256 if reference is not None else None, relaxer=relaxer, hull=hull,
-        progress=progress, batched=batched,
+        progress=progress, batched=batched, n_jobs=n_jobs,
     )
     write_outcomes(out_dir, outcomes, settings, {"energies": info["energies"], "samples_sha256": sha})
     return outcomes
@@ -118,6 +120,7 @@ def label_samples(
     progress: bool = True,
     source: str = "samples",
     batched: bool = True,
+    n_jobs=1,
 ) -> list[Label]:
     """Label every sample record in input order; resumable through ``out_dir`` (``labels.jsonl`` is rewritten).
 
@@ -126,7 +129,7 @@ def label_samples(
     out = Path(out_dir)
     outcomes = label_outcomes(records, out, relaxer=relaxer, hull=hull, reference=reference,
                               reference_sha256=reference_sha256, settings=settings, progress=progress, source=source,
-                              batched=batched)
+                              batched=batched, n_jobs=n_jobs)
     labels = [Label.from_outcome(o) for o in outcomes]
     write_labels(out, labels)
     return labels

@@ -44,11 +44,16 @@ def _cli(args) -> int:
     import csv
     from collections import Counter
 
+    from ..executors import make_executor, require_executor
+
+    require_executor(args)
     structures, ids, bad = _read_inputs(Path(args.input))
     relaxer = get_relaxer(args.relaxer, model_path=args.model_path, fmax=args.fmax, max_steps=args.max_steps,
                           filter=args.filter, batch_size=args.batch_size, timeout_s=args.timeout, device=args.device,
                           energy_scale=args.energy_scale)
-    results = relaxer.relax(structures, ids=ids, out_path=args.out, progress=not args.no_progress)
+    executor = make_executor(args.executor, args.jobs, args.ray_address) if args.executor == "ray" else None
+    results = relaxer.relax(structures, ids=ids, out_path=args.out, progress=not args.no_progress,
+                            executor=executor)
     results += [RelaxResult(id=sid, status="error", reason=reason) for sid, reason in bad]
     print(json.dumps(relaxer.describe()))
     print("statuses:", dict(Counter(r.status for r in results)), f"({len(results)} inputs)")
@@ -70,6 +75,8 @@ def _cli(args) -> int:
 
 
 def register(subparsers) -> None:
+    from ..executors import add_executor_arguments
+
     p = subparsers.add_parser(
         "relax", help="relax structures with CHGNet/M3GNet (batched FIRE + cell filter), optional E_hull",
         description="Relax the structures of INPUT (CSV with a cif column, JSONL with cif, or a directory of "
@@ -90,4 +97,7 @@ def register(subparsers) -> None:
     p.add_argument("--hull", default=None, help="2023-02-07-ppd-mp.pkl.gz or MP entries .json.gz")
     p.add_argument("--reference-csv", default=None, help="offline hull from formation energies (+ MP elemental refs)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("-j", "--jobs", type=int, default=1,
+                   help="with --executor ray and no --ray-address: the CPUs of the local Ray (default: all)")
+    add_executor_arguments(p, jobs=False)
     p.set_defaults(func=_cli)

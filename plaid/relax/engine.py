@@ -9,11 +9,13 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..executors import as_executor
 from .models import Prediction, load_model
 from .results import FAILED_STATUSES, RelaxResult, StructureExploded
 
@@ -226,8 +228,14 @@ class Relaxer:
         out_path: str | Path | None = None,
         progress: bool = True,
         batched: bool = True,
+        executor=None,
     ) -> list[RelaxResult]:
-        """Relax ``structures``; results in input order. With ``out_path``, resume from / append to a JSONL file."""
+        """Relax ``structures``; results in input order. With ``out_path``, resume from / append to a JSONL file.
+
+        ``executor`` (an int of local processes or a :class:`plaid.executors.Executor`, e.g. Ray): with more than
+        one worker, the structures still to do are split into chunks of at most ``batch_size``, each relaxed by
+        this same engine in a worker (the relaxer is shipped to it once per task); results are written here as
+        each chunk returns, so a killed run redoes only the chunks not written."""
         from tqdm.auto import tqdm
 
         from plaid.io import JsonlWriter
@@ -251,6 +259,8 @@ class Relaxer:
             todo = [(i, ids[i], structures[i]) for i in range(len(ids)) if ids[i] not in results]
             bar = tqdm(total=len(todo), desc=f"relax {self.name}", disable=not progress, unit="struct")
             runner = self._run_batched if batched else self._run_sequential
+            if executor is not None and as_executor(executor).workers > 1 and len(todo) > 1:
+                runner = partial(self._run_distributed, executor=as_executor(executor), batched=batched)
             for result in runner(todo):
                 results[result.id] = result
                 if writer is not None:
@@ -266,6 +276,13 @@ class Relaxer:
         """What makes two results comparable; stored with each JSONL record."""
         return {"name": self.model.name, "model_version": self.model.version, "fmax": self.fmax,
                 "max_steps": self.max_steps, "filter": self.filter}
+
+    def _run_distributed(self, todo: list[tuple[int, str, Any]], executor, batched: bool) -> Iterator[RelaxResult]:
+        size = max(1, min(self.batch_size, math.ceil(len(todo) / executor.workers)))
+        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        on_gpu = str(getattr(self.model, "device", "cpu")).startswith("cuda")  # a task per GPU, model on its cuda:0
+        for results in executor.imap_unordered(partial(_relax_chunk, self, batched), chunks, gpus=1 if on_gpu else 0):
+            yield from results
 
     # ---------------------------------------------------------------- batched engine
 
@@ -447,6 +464,12 @@ class Relaxer:
             if "isolated atom" in str(exc):
                 return fail("exploded", f"isolated atom(s) (step {steps})")
             return fail("error", f"{type(exc).__name__}: {exc} (step {steps})")
+
+
+def _relax_chunk(relaxer: Relaxer, batched: bool, chunk: list[tuple[int, str, Any]]) -> list[RelaxResult]:
+    """A worker's share of :meth:`Relaxer.relax`: the same engine on one chunk (no file, no progress bar)."""
+    runner = relaxer._run_batched if batched else relaxer._run_sequential
+    return list(runner(chunk))
 
 
 def _drop_other_settings(path: Path, settings: dict) -> None:

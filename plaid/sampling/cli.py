@@ -82,6 +82,14 @@ def register(subparsers) -> None:
     p.add_argument("--merge", action="store_true", help="merge the LoRA adapter before sampling (faster)")
     p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base (QLoRA inference)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        default=1,
+        help="sample in N processes on this machine (one per GPU, else CPU workers), each drawing a disjoint share "
+        "of the samples into one --out; same as `torchrun --nproc-per-node N -m plaid.cli sample ...` or "
+        "`accelerate launch --num_processes N -m plaid.cli sample ...`",
+    )
     from .mcts.cli import add_arguments as add_mcts_arguments
 
     add_mcts_arguments(p)
@@ -152,10 +160,13 @@ def _check_resume_settings(args, model: str) -> None:
 
     from ..cli_checks import read_results
     from ..errors import UsageError
+    from .distributed import read_with_shards, shard_dir
 
-    if not Path(args.out).exists():
+    if not Path(args.out).exists() and not shard_dir(args.out).is_dir():
         return
-    records = read_results(args.out, "--out")
+    records = read_results(args.out, "--out") if Path(args.out).exists() else []
+    if shard_dir(args.out).is_dir():  # a killed multi-process run: its shards are part of the output
+        records = read_with_shards(args.out)
     if not records:
         return
     first = records[0]
@@ -175,10 +186,19 @@ def _check_resume_settings(args, model: str) -> None:
 def run(args) -> int:
     from ..cli_checks import require_file, require_model_dir, require_writable_dir, require_writable_file
     from ..errors import NothingProducedError, UsageError
+    from .distributed import Rank, init_process_group, launch, strip_option
     from .generate import SamplingParams, load_backend
     from .requests import RequestError
     from .run import SampleConfig, Sampler, export_structures
 
+    rank = Rank.from_env()
+    if args.num_processes < 1:
+        raise UsageError(f"--num-processes must be >= 1, got {args.num_processes}")
+    if (args.num_processes > 1 or rank.world > 1) and (args.mcts or args.backend == "vllm"):
+        raise UsageError("several sampling processes work with the hf backend without --mcts (vLLM spreads over "
+                         "GPUs itself: use its tensor parallelism)")
+    if args.num_processes > 1 and rank.world > 1:
+        raise UsageError("--num-processes starts the processes itself: drop it under accelerate launch / torchrun")
     if args.prompt_file is not None:
         require_file(args.prompt_file, "prompt file", "--prompt-file", "give a CSV/TSV/JSONL of requests")
     if args.infill is not None:
@@ -226,9 +246,17 @@ def run(args) -> int:
     model = require_model_dir(args.model, "--model")
     if not args.mcts:  # MCTSSampler checks its own resume settings (tree, scorer, decoding)
         _check_resume_settings(args, model)
+    if args.num_processes > 1:  # every check passed: start the ranks, each runs this command again
+        return launch(strip_option(args.argv, "--num-processes"), args.num_processes)
+    init_process_group(rank)
+    device = args.device
+    if device is None and rank.world > 1:
+        import torch
+
+        device = f"cuda:{rank.local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     try:
         backend = load_backend(
-            model, args.backend, device=args.device, merge=args.merge, load_in_4bit=args.load_in_4bit
+            model, args.backend, device=device, merge=args.merge, load_in_4bit=args.load_in_4bit
         )
     except ImportError as exc:  # an optional backend that is not installed (vLLM, bitsandbytes)
         if args.backend == "hf" and not args.load_in_4bit:
@@ -240,9 +268,11 @@ def run(args) -> int:
         return run_mcts(args, backend, config, requests)
     sampler = Sampler(backend, config)
     try:
-        summary = sampler.run(requests, args.out, progress=not args.no_progress)
+        summary = sampler.run(requests, args.out, progress=not args.no_progress, rank=rank)
     except RequestError as exc:
         raise UsageError(str(exc)) from None
+    if not rank.is_main:
+        return 0  # rank 0 merged the shards and reports for the whole run
     if args.cif_dir or args.extxyz:
         from ..io import read_jsonl
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..io import JsonlWriter, read_jsonl
 from ..prompts import get_style
 from ..representations import MASK, get
+from .distributed import Rank, barrier, gather, merge_shards, shard_path
 from .generate import DEFAULT_MAX_NEW_TOKENS, INFILL_MAX_NEW_TOKENS, SamplingParams
 from .requests import Z_SCAN, RequestError, SampleRequest, prompt_for, zscan_conditions
 
@@ -204,14 +205,23 @@ class Sampler:
         return [self._item(req, k) for k in range(req.num_samples) if k not in done]
 
     # ------------------------------------------------------------------------------------------ running
-    def run(self, requests: Sequence[SampleRequest], out: str | Path, progress: bool = True) -> dict:
+    def run(self, requests: Sequence[SampleRequest], out: str | Path, progress: bool = True,
+            rank: Rank | None = None) -> dict:
+        """Sample every request into ``out``. With ``rank`` (one process of several, see
+        :mod:`plaid.sampling.distributed`), this process draws its share into its shard and rank 0 merges the
+        shards into ``out`` at the end; the summary (rank 0's) covers the whole file and every rank's counts."""
         from tqdm.auto import tqdm
 
+        rank = rank or Rank()
         self.check(requests)
         cfg = self.config
+        if rank.is_main:
+            merge_shards(out)  # shards of a killed multi-process run are part of the output
+        barrier(rank)
         by_request: dict[str, list[dict]] = {r.request_id: [] for r in requests}
-        writer = JsonlWriter(out, key="sample_id")
-        for rec in writer.records:
+        writer = JsonlWriter(out if rank.world == 1 else shard_path(out, rank), key="sample_id")
+        existing = writer.records if rank.world == 1 else read_jsonl(out)
+        for rec in existing:
             if rec.get("request_id") in by_request:
                 by_request[rec["request_id"]].append(rec)
         try:
@@ -219,13 +229,16 @@ class Sampler:
         except RequestError:
             writer.close()
             raise
-        resumed = len(writer.records)
+        resumed = len(existing)
+        owns = self._share(requests, by_request, rank)
         generated, gen_time = 0, 0.0
         start = time.perf_counter()
-        bar = tqdm(desc="sampling", unit="sample", disable=not progress)
+        bar = tqdm(desc="sampling" if rank.world == 1 else f"sampling (rank {rank.rank})", unit="sample",
+                   disable=not progress)
         try:
             while True:
-                items = [it for req in requests for it in self._pending(req, by_request[req.request_id])]
+                items = [it for req in requests for it in self._pending(req, by_request[req.request_id])
+                         if owns(it)]
                 if not items:
                     break
                 bar.total = generated + len(items)
@@ -246,16 +259,44 @@ class Sampler:
         finally:
             bar.close()
             writer.close()
+        mine = {"rank": rank.rank, "generated": generated, "generation_seconds": round(gen_time, 3)}
+        counts = gather(rank, mine)
+        barrier(rank)
+        if not rank.is_main:
+            return mine
+        position = {r.request_id: i for i, r in enumerate(requests)}
+        merge_shards(out, sort_key=lambda r: (position.get(r.get("request_id"), len(position)),
+                                              Z_SCAN.index(r["z"]) if r.get("z") in Z_SCAN else -1,
+                                              r.get("index", 0)))
+        generated = sum(c["generated"] for c in counts)
         summary = summarize(read_jsonl(out), requests, cfg)
+        wall = time.perf_counter() - start
         summary.update(
             generated_this_run=generated,
             resumed_records=resumed,
             generation_seconds=round(gen_time, 3),
-            wall_seconds=round(time.perf_counter() - start, 3),
+            wall_seconds=round(wall, 3),
             samples_per_second=round(generated / gen_time, 3) if gen_time > 0 else None,
         )
+        if rank.world > 1:  # generation time is per process; throughput of the whole run is per wall second
+            summary.update(processes=rank.world, per_rank=counts,
+                           generation_seconds=round(sum(c["generation_seconds"] for c in counts), 3),
+                           samples_per_second=round(generated / wall, 3) if wall > 0 else None)
         Path(str(out) + ".summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def _share(self, requests: Sequence[SampleRequest], by_request: dict[str, list[dict]], rank: Rank):
+        """Whether an item is this rank's to draw (always, in a single process): the samples missing now, in plan
+        order, dealt round-robin; a request that re-plans as it goes (Z scan, until_parsed) whole to one rank."""
+        if rank.world == 1:
+            return lambda it: True
+        adaptive = [r for r in requests if self.config.until_parsed or r.task == "zscan"]
+        mine_requests = {r.request_id for i, r in enumerate(adaptive) if i % rank.world == rank.rank}
+        plain = [it for r in requests if r.request_id not in {a.request_id for a in adaptive}
+                 for it in self._pending(r, by_request[r.request_id])]
+        plain.sort(key=lambda it: it.request.task == "infill")  # the order run() batches in
+        mine_ids = {it.sample_id for i, it in enumerate(plain) if i % rank.world == rank.rank}
+        return lambda it: it.request.request_id in mine_requests or it.sample_id in mine_ids
 
     def _check_resume(self, requests: Sequence[SampleRequest], by_request: dict[str, list[dict]]) -> None:
         """A file being resumed must hold the same requests, seed and representation, or ids would mean other
