@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--duplicates", type=float, default=0.0, help="fraction of samples repeated verbatim")
+    parser.add_argument("--fingerprint-timeout", type=float, default=600.0,
+                        help="per-structure limit (wall clock: on a loaded machine the default 60 s can fire, "
+                        "and a timeout in one run only would make the two runs' results differ)")
     parser.add_argument("--skip-baseline-above", type=int, default=None,
                         help="time the baseline on the first N samples only and scale it (for full-size runs)")
     args = parser.parse_args()
@@ -83,8 +86,9 @@ def main() -> None:
         base_samples = tmp / "samples_baseline.csv"
         train.iloc[picks[:n_base]][["material_id", "cif"]].to_csv(base_samples, index=False)
 
-    fast_cfg = dict(dataset="mp_20", relax=False, plots=False, n_jobs=args.jobs, orbit_symprec=ORBIT_SYMPREC)
-    base_cfg = dict(dataset="mp_20", relax=False, plots=False, n_jobs=1, orbit_symprec=None, dedupe=False)
+    common = dict(dataset="mp_20", relax=False, plots=False, fingerprint_timeout_s=args.fingerprint_timeout)
+    fast_cfg = dict(common, n_jobs=args.jobs, orbit_symprec=ORBIT_SYMPREC)
+    base_cfg = dict(common, n_jobs=1, orbit_symprec=None, dedupe=False)
     print(f"{args.samples} samples ({len(train)} distinct MP-20 train_partial structures), reference: "
           f"{len(val)} MP-20 val structures; fast: orbits at {ORBIT_SYMPREC:g} A, dedupe, -j {args.jobs}; "
           f"baseline: every site, no dedupe, -j 1{f', first {n_base} samples' if n_base < args.samples else ''}")
@@ -118,6 +122,9 @@ def main() -> None:
     fast_rows = _rows(tmp / f"fast{args.repeats - 1}" / "structures.csv")[:n_base]
     base_rows = _rows(tmp / f"base{args.repeats - 1}" / "structures.csv")
     same_rows = fast_rows == base_rows
+    timeouts = {t: sum(r["fp_status"] == "timeout" for r in rows) for t, rows in (("fast", fast_rows),
+                                                                                 ("baseline", base_rows))}
+    print(f"fingerprint timeouts: {timeouts}")
     print(f"structures.csv identical (every column, first {n_base} samples): {'yes' if same_rows else 'NO'}")
     if n_base == args.samples:
         keys = ("valid_rate", "unique_rate", "novel_rate", "cov_recall", "cov_precision", "amsd_recall",

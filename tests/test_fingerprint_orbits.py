@@ -56,7 +56,7 @@ def test_exactly_symmetric_structure_gives_the_per_site_fingerprint_to_1e12(mp20
 
     rep = get("wyckoff")
     checked = 0
-    for s in mp20_small[:12]:
+    for s in mp20_small[:6]:
         decoded = rep.decode(rep.encode(s))
         orbits = site_orbits(decoded, ORBIT_SYMPREC)
         if len(orbits) == len(decoded):
@@ -65,11 +65,11 @@ def test_exactly_symmetric_structure_gives_the_per_site_fingerprint_to_1e12(mp20
         fast = structure_fingerprint(decoded, orbit_symprec=ORBIT_SYMPREC)
         assert np.max(np.abs(fast - slow)) <= 1e-12
         checked += 1
-    assert checked >= 4
+    assert checked >= 2
 
 
 def test_orbit_bond_length_score_equals_per_site_on_mp20(mp20_small):
-    for s in mp20_small[:20]:
+    for s in mp20_small[:10]:
         assert bond_length_score(s, orbit_symprec=ORBIT_SYMPREC) == bond_length_score(s)
 
 
