@@ -213,10 +213,10 @@ def test_every_failure_has_a_reason_and_counters_mean_what_they_say(perov, tmp_p
     def sg(structure, symprec=0.1):
         return None if structure.composition.reduced_formula == odd else real_sg(structure, symprec)
 
-    def fp(structure):
+    def fp(structure, **options):
         if structure.composition.reduced_formula == odd:
             raise ValueError()  # an exception without a message
-        return real_fp(structure)
+        return real_fp(structure, **options)
 
     monkeypatch.setattr(checks, "spglib_space_group", sg)
     monkeypatch.setattr(fingerprints, "structure_fingerprint", fp)

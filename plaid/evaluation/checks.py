@@ -123,17 +123,25 @@ def _expected_bond_length(el1, el2) -> float:
 
 @register_metric("bond_length_score")
 def bond_length_score(
-    structure: Structure, tolerance: float = BOND_TOLERANCE, h_factor: float = BOND_H_FACTOR
+    structure: Structure, tolerance: float = BOND_TOLERANCE, h_factor: float = BOND_H_FACTOR,
+    orbit_symprec: float | None = None,
 ) -> tuple[float, int, str | None]:
     """(fraction of reasonable CrystalNN bonds, number of bonds, reason when no score could be computed).
 
-    Bonds of a site to its own periodic image are skipped, as in CrystaLLM."""
+    Bonds of a site to its own periodic image are skipped, as in CrystaLLM. With ``orbit_symprec`` the bonds of
+    one site per orbit of equivalent sites are counted once per member
+    (:func:`plaid.evaluation.fingerprints.site_orbits`); a missing radius falls back to every site, so the
+    partial bond count in that reason is the per-site one."""
     from pymatgen.analysis.local_env import CrystalNN
+
+    from .fingerprints import site_orbits
 
     cnn = CrystalNN()
     good = total = 0
     lo, hi = 1.0 - tolerance, 1.0 + tolerance
-    for i, site in enumerate(structure):
+    orbits = site_orbits(structure, orbit_symprec) if orbit_symprec is not None else None
+    for i, multiplicity in orbits or [(i, 1) for i in range(len(structure))]:
+        site = structure[i]
         for info in cnn.get_nn_info(structure, i):
             j = info["site_index"]
             if j == i:
@@ -143,11 +151,13 @@ def bond_length_score(
             el2 = el2.element if hasattr(el2, "element") else el2
             expected = _expected_bond_length(el1, el2)
             if not expected > 0:
+                if orbits is not None:
+                    return bond_length_score(structure, tolerance, h_factor, orbit_symprec=None)
                 return float("nan"), total, f"no radius data for {el1.symbol}-{el2.symbol}"
             ratio = site.distance(other) / expected
             if ("H" in (el1.symbol, el2.symbol) and ratio < h_factor) or lo < ratio < hi:
-                good += 1
-            total += 1
+                good += multiplicity
+            total += multiplicity
     if total == 0:
         return float("nan"), 0, "CrystalNN found no bonds"
     return good / total, total, None

@@ -68,6 +68,14 @@ def register(subparsers) -> None:
         "reference), or an .npz with 'means' and 'stds'",
     )
     p.add_argument("--fingerprint-timeout", type=float, default=60.0, help="seconds per structure")
+    p.add_argument(
+        "--orbit-symprec",
+        type=float,
+        default=None,
+        help="compute CrystalNN fingerprints and bond-length scores on one site per orbit of sites equivalent at "
+        "this spglib tolerance (A), weighted by orbit size (default: plaid.evaluation.fingerprints.ORBIT_SYMPREC, "
+        "1e-5); 0: every site, as CDVAE",
+    )
     p.add_argument("--no-crystallm-checks", action="store_true", help="skip bond-length/multiplicity checks")
     p.add_argument("--model-version", default=None, help="recorded in report.json")
     p.add_argument("--no-plots", action="store_true")
@@ -136,9 +144,12 @@ def _check_evaluate(args: argparse.Namespace) -> None:
                           ("--fingerprint-timeout", args.fingerprint_timeout)):
         if value is not None and value <= 0:
             raise UsageError(f"{option} must be > 0, got {value}")
+    if args.orbit_symprec is not None and args.orbit_symprec < 0:
+        raise UsageError(f"--orbit-symprec must be >= 0 (0: every site), got {args.orbit_symprec}")
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    from .fingerprints import ORBIT_SYMPREC
     from .pipeline import EvaluationConfig, evaluate
 
     _check_evaluate(args)
@@ -152,6 +163,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         crystallm_checks=not args.no_crystallm_checks,
         coverage_over=args.coverage_over,
         fingerprint_timeout_s=args.fingerprint_timeout,
+        orbit_symprec=ORBIT_SYMPREC if args.orbit_symprec is None else (args.orbit_symprec or None),
         relax=not args.no_relax,
         relaxer=args.relaxer,
         relaxer_model_path=args.relaxer_model,

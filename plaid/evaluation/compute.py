@@ -50,19 +50,25 @@ def compute_outcomes(
     n_jobs=1,
     progress: bool = True,
     batched: bool = True,
+    dedupe: bool = True,
 ) -> tuple[list[Outcome], dict, dict]:
     """(outcomes in input order, ``{sample_id: check record}``, info for the report).
 
     ``samples``: :class:`plaid.evaluation.samples.Sample` list; ``reference``: a reduced training set
     (``reduce_reference``) for novelty, None for none; ``relaxer``/``hull``: energies (None: none, every E_hull is
     missing with ``no_energy_reason``); ``e_hull``: ``{sample_id: E_hull}`` supplied instead of relaxation (the
+<<<<<<< HEAD
     generated structures then stand in for relaxed ones); ``batched=False``: the sequential ASE relaxation.
     ``n_jobs``: local worker processes (int) for checks and matching, or a :class:`plaid.executors.Executor`
     (Ray), which also distributes the relaxation (local processes do not: the relaxer batches in one process)."""
+=======
+    generated structures then stand in for relaxed ones); ``batched=False``: the sequential ASE relaxation;
+    ``dedupe``: bit-identical samples are checked once."""
+>>>>>>> evalspeed
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_stage(out, "checks.jsonl", [inputs_sha256, check_cfg])
-    checks = run_checks(samples, check_cfg, out / "checks.jsonl", n_jobs)
+    checks = run_checks(samples, check_cfg, out / "checks.jsonl", n_jobs, dedupe=dedupe)
     outcomes: list[Outcome] = []
     for s in samples:
         c = checks[s.sample_id]

@@ -1,5 +1,12 @@
 """CDVAE's fingerprints: CrystalNN "ops" site fingerprints averaged over sites (structure) and Magpie element
-property statistics (composition), with a per-structure time limit and an on-disk cache for reference sets."""
+property statistics (composition), with a per-structure time limit and an on-disk cache for reference sets.
+
+The structure fingerprint is a mean over sites, and symmetry-equivalent sites have the same CrystalNN fingerprint,
+so with ``orbit_symprec`` set it is computed on one site per orbit (spglib's ``equivalent_atoms`` at that
+tolerance) weighted by the orbit's size (:func:`site_orbits`). For an exactly symmetric structure this is the
+per-site mean up to rounding; for a nearly symmetric one the sites of an orbit differ by at most the distortion
+spglib tolerated, which is why the tolerance is tight (``ORBIT_SYMPREC``, 1e-5 A) and not the evaluation's 0.1.
+``orbit_symprec=None`` computes every site."""
 
 from __future__ import annotations
 
@@ -21,6 +28,25 @@ from .stages import StageTimeout, run_stage, time_limit
 log = logging.getLogger(__name__)
 FINGERPRINT_VERSION = "crystalnn-ops-mean+magpie-v1"
 DEFAULT_TIMEOUT_S = 60.0
+ORBIT_SYMPREC = 1e-5  # Angstrom (spglib); tests/test_fingerprint_orbits.py bounds the difference it makes
+
+
+def site_orbits(structure: Structure, symprec: float | None = ORBIT_SYMPREC) -> list[tuple[int, int]]:
+    """``[(representative site index, orbit size)]`` covering every site once: spglib's equivalent atoms at
+    ``symprec``; one orbit per site when ``symprec`` is None or spglib finds no symmetry."""
+    n = len(structure)
+    if symprec is None or n < 2:
+        return [(i, 1) for i in range(n)]
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        equivalent = SpacegroupAnalyzer(structure, symprec=symprec).get_symmetry_dataset().equivalent_atoms
+    except Exception:  # noqa: BLE001 - no symmetry found: every site is its own orbit (exact, just slower)
+        return [(i, 1) for i in range(n)]
+    reps, counts = np.unique(np.asarray(equivalent, dtype=int), return_counts=True)
+    if len(equivalent) != n or counts.sum() != n:
+        return [(i, 1) for i in range(n)]
+    return [(int(r), int(c)) for r, c in zip(reps, counts)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -38,13 +64,19 @@ def _composition_featurizer():
 
 
 @register_metric("structure_fingerprint")
-def structure_fingerprint(structure: Structure) -> np.ndarray:
-    """Mean over sites of matminer's CrystalNNFingerprint("ops") (61 values)."""
+def structure_fingerprint(structure: Structure, orbit_symprec: float | None = None) -> np.ndarray:
+    """Mean over sites of matminer's CrystalNNFingerprint("ops") (61 values); with ``orbit_symprec``, one site
+    per orbit of equivalent sites weighted by its size (module docstring)."""
     featurizer = _site_featurizer()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sites = [featurizer.featurize(structure, i) for i in range(len(structure))]
-    return np.asarray(sites, dtype=float).mean(axis=0)
+        if orbit_symprec is None:
+            sites = [featurizer.featurize(structure, i) for i in range(len(structure))]
+            return np.asarray(sites, dtype=float).mean(axis=0)
+        orbits = site_orbits(structure, orbit_symprec)
+        rows = np.asarray([featurizer.featurize(structure, i) for i, _ in orbits], dtype=float)
+    weights = np.asarray([m for _, m in orbits], dtype=float)
+    return weights @ rows / weights.sum()
 
 
 @register_metric("composition_fingerprint")
@@ -55,14 +87,15 @@ def composition_fingerprint(composition: Composition) -> np.ndarray:
         return np.asarray(_composition_featurizer().featurize(Composition(composition)), dtype=float)
 
 
-def fingerprint_record(structure: Structure | None, timeout_s: float | None = DEFAULT_TIMEOUT_S) -> dict:
+def fingerprint_record(structure: Structure | None, timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                       orbit_symprec: float | None = None) -> dict:
     """``{"fp_status": ok|timeout|error|skipped, "fp_reason", "struct_fp", "comp_fp"}`` for one structure."""
     if structure is None:
         return {"fp_status": "skipped", "fp_reason": "no structure", "struct_fp": None, "comp_fp": None}
     try:
         with time_limit(timeout_s):
             comp_fp = composition_fingerprint(structure.composition)
-            struct_fp = structure_fingerprint(structure)
+            struct_fp = structure_fingerprint(structure, orbit_symprec=orbit_symprec)
     except StageTimeout as exc:
         return {"fp_status": "timeout", "fp_reason": str(exc), "struct_fp": None, "comp_fp": None}
     except Exception as exc:  # noqa: BLE001 - recorded per structure, never fatal
@@ -82,8 +115,25 @@ def fingerprint_record(structure: Structure | None, timeout_s: float | None = DE
 
 
 def _fingerprint_payload(payload) -> dict:
-    structure, timeout_s = payload
-    return fingerprint_record(structure, timeout_s)
+    structure, timeout_s, orbit_symprec = payload
+    return fingerprint_record(structure, timeout_s, orbit_symprec)
+
+
+def structure_key(structure: Structure | None) -> str | None:
+    """A digest that is equal only for structures with identical lattice, species and coordinates (bit for bit),
+    so computing one of them stands for all; None for no structure."""
+    if structure is None:
+        return None
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(structure.lattice.matrix, dtype=float).tobytes())
+    h.update(np.ascontiguousarray(structure.frac_coords, dtype=float).tobytes())
+    h.update("|".join(str(site.species) for site in structure).encode())
+    return h.hexdigest()
+
+
+def _fingerprint_key(payload):
+    structure, timeout_s, orbit_symprec = payload
+    return structure_key(structure)
 
 
 def compute_fingerprints(
@@ -94,12 +144,17 @@ def compute_fingerprints(
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
     n_jobs=1,
     desc: str = "fingerprints",
+    orbit_symprec: float | None = None,
+    dedupe: bool = True,
 ) -> dict:
-    """Fingerprint every structure, appending records to ``out_path`` (resumable); returns records by id."""
+    """Fingerprint every structure, appending records to ``out_path`` (resumable); returns records by id.
+
+    ``dedupe``: bit-identical structures (:func:`structure_key`) are fingerprinted once and the record is written
+    for each of their ids."""
+    items = [(i, (s, timeout_s, orbit_symprec)) for i, s in zip(ids, structures)]
     with JsonlWriter(out_path, key=key) as writer:
-        return run_stage(
-            _fingerprint_payload, [(i, (s, timeout_s)) for i, s in zip(ids, structures)], writer, n_jobs, desc
-        )
+        return run_stage(_fingerprint_payload, items, writer, n_jobs, desc,
+                         dedupe_key=_fingerprint_key if dedupe else None)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -116,15 +171,16 @@ def reference_fingerprints(
     timeout_s: float | None = DEFAULT_TIMEOUT_S,
     n_jobs=1,
     cache: Path | None = None,
+    orbit_symprec: float | None = None,
 ) -> dict:
     """Fingerprints of a reference file's structures (a list, or a callable returning one, called only when
-    the cache misses), cached in ``cache_dir()/evaluation`` under the file's
-    sha256: ``{"struct_fps": (n, 61), "comp_fps": (n, 132), "ok": (n,) bool, "cache_hit": bool, "file": ...}``.
+    the cache misses), cached in ``cache_dir()/evaluation`` under the file's sha256 and the settings that change
+    them (orbit tolerance, time limit): ``{"struct_fps": (n, 61), "comp_fps": (n, 132), "ok": (n,) bool, "cache_hit": bool, "file": ...}``.
     Partial progress is kept in a JSONL next to the cache so an interrupted run resumes."""
     sha = file_sha256(path)
     root = (cache or cache_dir()) / "evaluation"
     root.mkdir(parents=True, exist_ok=True)
-    stem = f"fp-{FINGERPRINT_VERSION}-{sha[:24]}"
+    stem = f"fp-{FINGERPRINT_VERSION}-{sha[:24]}-orbits{orbit_symprec}-timeout{timeout_s}"
     final = root / f"{stem}.npz"
     if final.exists():
         data = np.load(final)
@@ -146,6 +202,7 @@ def reference_fingerprints(
         timeout_s=timeout_s,
         n_jobs=n_jobs,
         desc="reference fingerprints",
+        orbit_symprec=orbit_symprec,
     )
     struct_fps, comp_fps, ok = _stack([records[i] for i in range(len(structures))])
     tmp = root / f"{stem}.tmp.npz"

@@ -33,7 +33,7 @@ from . import checks as crystallm
 from .compute import compute_outcomes
 from .coverage import COVERAGE_CUTOFFS
 from .coverage_stage import coverage_stage, describe_scaler
-from .fingerprints import DEFAULT_TIMEOUT_S, file_sha256
+from .fingerprints import DEFAULT_TIMEOUT_S, ORBIT_SYMPREC, file_sha256
 from .matching import GEN_MATCHER, reduce_reference
 from .outcome import METASTABLE_THRESHOLD, STABLE_THRESHOLD, OutcomeSettings, write_outcomes
 from .report import build_report, generation_metadata, package_versions
@@ -62,6 +62,10 @@ class EvaluationConfig:
     bond_tolerance: float = crystallm.BOND_TOLERANCE
     coverage_over: str = "parsed"  # "parsed" (CDVAE: every parsed sample is a candidate) or "valid"
     fingerprint_timeout_s: float | None = DEFAULT_TIMEOUT_S
+    # per-site CrystalNN work (fingerprint, bond-length score) once per orbit of sites equivalent at this spglib
+    # tolerance (A), weighted by orbit size; None: every site (fingerprints.py says what the difference is)
+    orbit_symprec: float | None = ORBIT_SYMPREC
+    dedupe: bool = True  # bit-identical samples are checked and fingerprinted once (exact)
     matcher: dict = field(default_factory=lambda: dict(GEN_MATCHER))
     relax: bool = True
     relaxer: str = "chgnet"
@@ -192,9 +196,14 @@ def evaluate(
     outcomes, checks, info = compute_outcomes(
         samples, out_dir, settings, check_cfg=check_cfg, inputs_sha256=samples_sha, reference=novelty_ref,
         reference_sha256=reference.sha256, relaxer=relaxer, hull=hull, no_energy_reason=no_energy or "",
+<<<<<<< HEAD
         e_hull=e_hull, n_jobs=jobs,
+=======
+        e_hull=e_hull, n_jobs=cfg.n_jobs, dedupe=cfg.dedupe,
+>>>>>>> evalspeed
     )
-    guard_stage(out_dir, "fingerprints.jsonl", [samples_sha, check_cfg, cfg.coverage_over, cfg.fingerprint_timeout_s])
+    guard_stage(out_dir, "fingerprints.jsonl", [samples_sha, check_cfg, cfg.coverage_over, cfg.fingerprint_timeout_s,
+                                                cfg.orbit_symprec])
     cov, fps, ref_fp, distributions = coverage_stage(samples, checks, cfg, out_dir, cov_reference, struct_cut,
                                                      comp_cut, n_jobs=jobs)
     rows = []

@@ -12,11 +12,13 @@ import warnings
 from plaid.io import JsonlWriter
 
 from . import checks as crystallm
+from .fingerprints import ORBIT_SYMPREC, structure_key
 from .samples import Sample, structure_summary
 from .stages import run_stage
 from .validity import compositional_validity, min_interatomic_distance, structural_validity
 
-CHECK_KEYS = ("dist_cutoff", "min_volume", "oxidation_states", "symprec", "crystallm_checks", "bond_tolerance")
+CHECK_KEYS = ("dist_cutoff", "min_volume", "oxidation_states", "symprec", "crystallm_checks", "bond_tolerance",
+              "orbit_symprec")
 
 
 def _message(exc: BaseException) -> str:
@@ -50,7 +52,8 @@ def check_sample(sample: Sample, cfg: dict) -> dict:
                 else None
             )
             if ok:
-                score, n_bonds, reason = crystallm.bond_length_score(s, cfg["bond_tolerance"])
+                score, n_bonds, reason = crystallm.bond_length_score(
+                    s, cfg["bond_tolerance"], orbit_symprec=cfg.get("orbit_symprec"))
             else:
                 score, n_bonds, reason = float("nan"), 0, "structurally invalid"
             out.update(bond_length_score=score, n_bonds=n_bonds, bond_reason=reason)
@@ -81,10 +84,25 @@ def _payload(payload) -> dict:
         return check_sample(*payload)
 
 
+<<<<<<< HEAD
 def run_checks(samples: list[Sample], cfg: dict, path, n_jobs=1) -> dict:
     """``{sample_id: check record}`` for every sample, resuming from ``path``."""
+=======
+def _sample_key(payload):
+    """Samples whose structure (bit for bit), text, representation and error agree get the same checks."""
+    sample, _ = payload
+    if sample.structure is None:
+        return None
+    return (structure_key(sample.structure), sample.text, sample.representation, sample.error)
+
+
+def run_checks(samples: list[Sample], cfg: dict, path, n_jobs: int = 1, dedupe: bool = True) -> dict:
+    """``{sample_id: check record}`` for every sample, resuming from ``path``; identical samples
+    (:func:`_sample_key`) are checked once when ``dedupe``."""
+>>>>>>> evalspeed
     with JsonlWriter(path, key="sample_id") as writer:
-        return run_stage(_payload, [(s.sample_id, (s, cfg)) for s in samples], writer, n_jobs, "checks")
+        return run_stage(_payload, [(s.sample_id, (s, cfg)) for s in samples], writer, n_jobs, "checks",
+                         dedupe_key=_sample_key if dedupe else None)
 
 
 def crystallm_valid(row: dict) -> bool:
@@ -104,4 +122,5 @@ def default_check_cfg(crystallm_checks: bool = False) -> dict:
 
     return {"dist_cutoff": STRUCT_DIST_CUTOFF, "min_volume": STRUCT_MIN_VOLUME,
             "oxidation_states": DEFAULT_OXIDATION_TABLE, "symprec": crystallm.SYMPREC,
-            "crystallm_checks": crystallm_checks, "bond_tolerance": crystallm.BOND_TOLERANCE}
+            "crystallm_checks": crystallm_checks, "bond_tolerance": crystallm.BOND_TOLERANCE,
+            "orbit_symprec": ORBIT_SYMPREC}

@@ -2,7 +2,9 @@
 
 Results go to a ``JsonlWriter`` keyed by the item's id, so a re-run skips finished items and a kill loses at
 most the items in flight. ``n_jobs``: an int (``> 1`` fans out over local worker processes) or a
-:class:`plaid.executors.Executor` (a Ray cluster); results are always written by the parent.
+:class:`plaid.executors.Executor` (a Ray cluster); results are always written by the parent. With a
+``dedupe_key``, items whose payloads have the same key are computed once and the result is recorded under each of
+their ids (for deterministic per-item functions of the keyed content only).
 """
 
 from __future__ import annotations
@@ -53,20 +55,43 @@ def run_stage(
     writer: JsonlWriter,
     n_jobs=1,
     desc: str = "",
+    dedupe_key: Callable[[Any], Any] | None = None,
 ) -> dict[Any, dict]:
     """Apply ``fn(payload)`` to every ``(key, payload)`` not yet in ``writer``; record ``{key_field: key, **result}``.
 
     Returns every record in the writer (old and new) by key. ``fn`` must catch its own per-item failures and
-    return them as fields (a stage never stops on one bad item)."""
+    return them as fields (a stage never stops on one bad item). ``dedupe_key(payload)``: payloads with the same
+    non-None key are computed once, the first of them standing for the others (each still gets its own record)."""
     todo = [(key, payload) for key, payload in items if key not in writer]
+    todo, followers = _dedupe(todo, dedupe_key)
     if todo:
-        bar = tqdm(total=len(todo), desc=desc, leave=False, mininterval=2.0)
+        bar = tqdm(total=len(todo) + sum(map(len, followers.values())), desc=desc, leave=False, mininterval=2.0)
         executor = as_executor(n_jobs)
         for key, result in executor.imap_unordered(_keyed, [(fn, k, p) for k, p in todo]):
-            writer.write({writer.key: key, **result})
-            bar.update()
+            for k in (key, *followers.get(key, ())):
+                writer.write({writer.key: k, **result})
+                bar.update()
         bar.close()
     return {r[writer.key]: r for r in writer.records}
+
+
+def _dedupe(todo: list, dedupe_key) -> tuple[list, dict]:
+    """(items to compute, {computed key: [keys of the items with the same dedupe key]})."""
+    if dedupe_key is None:
+        return todo, {}
+    first: dict = {}
+    followers: dict = {}
+    unique = []
+    for key, payload in todo:
+        d = dedupe_key(payload)
+        if d is not None and d in first:
+            followers[first[d]].append(key)
+            continue
+        if d is not None:
+            first[d] = key
+            followers[key] = []
+        unique.append((key, payload))
+    return unique, followers
 
 
 def guard_stage(out_dir, filename: str, settings) -> None:
