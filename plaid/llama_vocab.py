@@ -25,7 +25,7 @@ from pathlib import Path
 SPECIALS = ("<unk>", "<s>", "</s>")
 BYTE_PIECES = tuple(f"<0x{b:02X}>" for b in range(256))
 VOCAB_SIZE = 32_000
-RECIPE_VERSION = 2  # bump when the corpus or the construction changes
+RECIPE_VERSION = 3  # bump when the corpus or the construction changes
 
 
 def _plaid_texts(n_walks: int, seed: int) -> list[str]:
@@ -49,6 +49,12 @@ def _plaid_texts(n_walks: int, seed: int) -> list[str]:
     from .prompts import generation_prompt
 
     texts.extend(generation_prompt(r) for r in ("wyckoff", "coords", "cif"))
+    # every element symbol as formulas and orbit lines write it (LLaMA met them in its far larger corpus)
+    from .sampling.grammar import element_symbols
+
+    for k in range(3):
+        texts.append(" ".join(f"{el}{k + 1}" for el in element_symbols()))
+        texts.append("\n".join(f"{el} 0.{k}00 0.500 0.250 4a" for el in element_symbols()))
     return texts
 
 

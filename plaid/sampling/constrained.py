@@ -12,8 +12,8 @@ rows that took the same tokens share their state objects, so a batch that starts
 conditioned on one composition walks the trie once for all of them; the walk is done without the budget and
 kept with each candidate's ``u``, so one walk serves every budget, and hashable states (the formula line, where no
 earlier line fixes anything) keep their walk across steps and ``generate`` calls (an LRU per grammar). The mask
-is built for the whole batch at once from the rows' candidate id and ``u`` tensors; no Python loop runs over the
-vocabulary. The states reached are kept, so the sampled token's state is never recomputed.
+is built for the whole batch at once from the rows' candidate ids and ``u`` (one budget comparison, one gather and
+one scatter over the allowed (row, token) pairs); no Python loop runs over the vocabulary. The states reached are kept, so the sampled token's state is never recomputed.
 """
 
 from __future__ import annotations
@@ -51,16 +51,14 @@ def token_strings(tokenizer) -> list[str | None]:
 
 class Candidates:
     """The tokens a state accepts, whatever the budget: ``next`` (token id -> state after it), ``ids`` and ``u``
-    (int64 tensors, same order) and ``can_end``."""
+    (lists, same order) and ``can_end``."""
 
     __slots__ = ("next", "ids", "u", "can_end")
 
     def __init__(self, nxt: dict[int, State], can_end: bool):
-        import torch
-
         self.next = nxt
-        self.ids = torch.tensor(list(nxt), dtype=torch.long)
-        self.u = torch.tensor([st.u for st in nxt.values()], dtype=torch.long)
+        self.ids = list(nxt)
+        self.u = [st.u for st in nxt.values()]
         self.can_end = can_end
 
 
@@ -255,30 +253,29 @@ class GrammarLogitsProcessor(LogitsProcessor):
         import torch
 
         shared: dict[tuple[int, int], Candidates] = {}
-        ids, us, counts, free_rows, end_rows = [], [], [], [], []
+        ids: list[int] = []
+        us: list[int] = []
+        row_of: list[int] = []
+        live, free_rows, end_rows = [], [], []
         for i, grammar in enumerate(self.grammars):
             if self.done[i]:
                 free_rows.append(i)
                 continue
+            live.append(i)
             state = self.states[i]
             key = (id(grammar), id(state))
             cands = shared.get(key)
             if cands is None:
                 cands = shared[key] = self.trie.candidates(grammar, state)
             self.cands[i] = cands
-            ids.append(cands.ids)
-            us.append(cands.u)
-            counts.append(len(cands.ids))
+            ids.extend(cands.ids)
+            us.extend(cands.u)
+            row_of.extend([i] * len(cands.ids))
             if cands.can_end:
                 end_rows.append(i)
-        live = [i for i in range(len(self.grammars)) if not self.done[i]]
-        if live:
-            all_ids, all_u = torch.cat(ids), torch.cat(us)
-            all_rows = torch.repeat_interleave(torch.tensor(live, dtype=torch.long), torch.tensor(counts))
-            keep = all_u <= budget
-            rows, cols = all_rows[keep], all_ids[keep]
-        else:
-            rows = cols = torch.zeros(0, dtype=torch.long)
+        keep = torch.tensor(us, dtype=torch.long) <= budget
+        rows = torch.tensor(row_of, dtype=torch.long)[keep]
+        cols = torch.tensor(ids, dtype=torch.long)[keep]
         eos = torch.tensor(self.trie.eos_ids, dtype=torch.long)
         if end_rows:
             er = torch.tensor(end_rows, dtype=torch.long)
