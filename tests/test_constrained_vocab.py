@@ -62,7 +62,7 @@ def test_vocabulary_is_llama2_like(llama_tok):
     assert digits and all(len(t) == 1 for t in digits)  # digits one per token
     assert tok.decode(ids) == text
     multi = [p for p in tok.get_vocab() if len(p.lstrip("▁")) > 3 and p.lstrip("▁").isalpha()]
-    assert len(multi) > 10000  # many multi-character (word) pieces
+    assert len(multi) > 5000  # many multi-character (word) pieces
     cif = get("cif")
     from pymatgen.core import Lattice, Structure
 
