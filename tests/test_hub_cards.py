@@ -106,8 +106,9 @@ def test_card_only_with_a_local_base(run, tmp_path, tmp_path_factory, capsys):
 
     # the usage snippet runs against the uploaded layout (the staged folder stands for the downloaded repo)
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
-    code = code.replace('repo = "me/plaid-tiny"', f"repo = {str(stage)!r}").replace("max_new_tokens=512",
-                                                                                     "max_new_tokens=24")
+    assert 'snapshot_download("me/plaid-tiny")' in code
+    code = code.replace('snapshot_download("me/plaid-tiny")', repr(str(stage)))
+    code = code.replace("max_new_tokens=512", "max_new_tokens=24")
     try:
         exec(compile(code, "usage", "exec"), {})
     except DecodeError:

@@ -222,3 +222,22 @@ def test_4bit_loading_builds_plaids_qlora_config_and_needs_cuda(published, tmp_p
     out = tmp_path / "s.jsonl"
     assert main(["sample", "--model", str(adapter), "--load-in-4bit", "--out", str(out)]) == EXIT_USAGE
     assert "CUDA" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="4-bit loading needs bitsandbytes on a CUDA device")
+def test_4bit_loading_on_cuda(published):
+    """On a GPU: the base loads in NF4 (bitsandbytes Linear4bit layers), the adapter on top, and its logits stay
+    close to the bf16 model's (4-bit rounding of a random tiny base: loose bound)."""
+    from plaid.training.model import load_for_inference
+
+    _, _, snapshot, adapter, _, _, _ = published
+    model, tok = load_for_inference(adapter, device="cuda", dtype=torch.bfloat16, load_in_4bit=True,
+                                    base_model=str(snapshot))  # fmt: skip
+    assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
+    reference, _ = load_for_inference(adapter, device="cuda", dtype=torch.bfloat16, base_model=str(snapshot))
+    batch = tok([TEXTS[0]], return_tensors="pt").to("cuda")
+    with torch.no_grad():
+        got = model(input_ids=batch["input_ids"]).logits.float()
+        expected = reference(input_ids=batch["input_ids"]).logits.float()
+    assert torch.isfinite(got).all()
+    assert (got - expected).abs().max() < 0.5 * expected.abs().max()

@@ -202,7 +202,7 @@ def _number(value) -> float | None:
     return None if value is None or (isinstance(value, float) and value != value) else float(value)
 
 
-def eval_results(results: dict, source_name: str = "plaid benchmark") -> list:
+def eval_results(results: dict) -> list:
     """``huggingface_hub.EvalResult`` rows of one ``plaid benchmark`` results.json: CSP match rate (%) and RMSE
     at each n, or the generation metrics (rates in %, Wasserstein distances as they are). The dataset is the
     benchmark's (``perov_5``, ...; split ``test``)."""
@@ -214,7 +214,6 @@ def eval_results(results: dict, source_name: str = "plaid benchmark") -> list:
         dataset_type=dataset,
         dataset_name=BENCHMARK_NAMES.get(dataset, dataset),
         dataset_split="test",
-        source_name=source_name,
     )
     rows = []
     if results.get("benchmark") == "csp":
@@ -251,14 +250,17 @@ def _usage(repo_id: str, representation: str, is_adapter: bool, local_base: bool
         load = "model = AutoModelForCausalLM.from_pretrained(repo)\ntokenizer = AutoTokenizer.from_pretrained(repo)"
         imports = "from transformers import AutoModelForCausalLM, AutoTokenizer"
     elif local_base:
-        load = (f'base = AutoModelForCausalLM.from_pretrained(repo, subfolder="{BASE_MODEL_SUBDIR}")  '
+        load = (f'base = AutoModelForCausalLM.from_pretrained(f"{{repo}}/{BASE_MODEL_SUBDIR}")  '
                 "# the base plaid created, uploaded with the adapter\n"
                 "model = PeftModel.from_pretrained(base, repo)\ntokenizer = AutoTokenizer.from_pretrained(repo)")
-        imports = "from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer"
+        imports = ("from huggingface_hub import snapshot_download\nfrom peft import PeftModel\n"
+                   "from transformers import AutoModelForCausalLM, AutoTokenizer")
     else:
         load = ("model = AutoPeftModelForCausalLM.from_pretrained(repo)  # loads the base named in "
                 "adapter_config.json\ntokenizer = AutoTokenizer.from_pretrained(repo)")
         imports = "from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer"
+    repo_line = (f'repo = snapshot_download("{repo_id}")  # the repository as a local folder' if is_adapter and local_base
+                 else f'repo = "{repo_id}"')
     return f"""With plaid (`pip install` it from its repository): download the repository and sample; every sample is
 decoded, and parsed structures are written as CIFs.
 
@@ -273,7 +275,7 @@ With transformers{' and peft' if is_adapter else ''} only (plaid decodes the tex
 ```python
 {imports}
 
-repo = "{repo_id}"
+{repo_line}
 {load}
 prompt = {json.dumps(prompt)}
 inputs = tokenizer(prompt, return_tensors="pt")
