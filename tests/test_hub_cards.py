@@ -80,6 +80,7 @@ def test_card_only_with_a_local_base(run, tmp_path, tmp_path_factory, capsys):
 
     card = ModelCard.load(stage / "README.md")
     assert (stage / "README.md").read_text() == (run / "README.md").read_text()
+    assert all((stage / f).stat().st_nlink == 1 for f in files)  # copies: a later run rewrite leaves them alone
     data = card.data
     assert data.library_name == "peft" and data.pipeline_tag == "text-generation"
     assert data.base_model is None  # plaid created the base: no Hub id to link to (named in the text)

@@ -259,6 +259,7 @@ def _usage(repo_id: str, representation: str, is_adapter: bool, local_base: bool
         load = ("model = AutoPeftModelForCausalLM.from_pretrained(repo)  # loads the base named in "
                 "adapter_config.json\ntokenizer = AutoTokenizer.from_pretrained(repo)")
         imports = "from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer"
+    constrained = "" if representation == "cif" else " --constrained"  # grammars: wyckoff and coords
     repo_line = (f'repo = snapshot_download("{repo_id}")  # the repository as a local folder' if is_adapter and local_base
                  else f'repo = "{repo_id}"')
     return f"""With plaid (`pip install` it from its repository): download the repository and sample; every sample is
@@ -266,7 +267,7 @@ decoded, and parsed structures are written as CIFs.
 
 ```bash
 hf download {repo_id} --local-dir plaid-model
-plaid sample --model plaid-model --representation {representation} --num-samples 4 --constrained \\
+plaid sample --model plaid-model --representation {representation} --num-samples 4{constrained} \\
     --out samples.jsonl --cif-dir cifs          # --composition "Sr1 Ti1 O3" to condition on a composition
 ```
 

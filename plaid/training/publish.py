@@ -74,9 +74,10 @@ def files_to_push(run_dir: str | os.PathLike, include_base: bool = False) -> lis
     return files
 
 
-def _publish_file(source: Path, target: Path, run_dir: Path) -> None:
-    """Copy ``source`` to ``target``: text files with local paths made public (JSON value by value), binaries
-    hard-linked (copied across file systems)."""
+def _publish_file(source: Path, target: Path, run_dir: Path, link: bool) -> None:
+    """Copy ``source`` to ``target``, text files with local paths made public (JSON value by value). With
+    ``link``, weights and vocabularies are hard-linked instead (a short-lived staging folder: a later rewrite of
+    the run's file would show through a link)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.name in VERBATIM:
         pass
@@ -92,10 +93,13 @@ def _publish_file(source: Path, target: Path, run_dir: Path) -> None:
         if clean != text:
             target.write_text(clean)
             return
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+    if link and source.suffix not in TEXT_SUFFIXES:
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(source, target)
 
 
 def stage_upload(
@@ -108,11 +112,12 @@ def stage_upload(
     benchmarks=(),
     base_model: str | None = None,
     license: str | None = None,
+    link: bool = False,
 ) -> list[str]:
     """Write exactly what a push uploads into ``out_dir`` (and the card to ``run_dir/README.md``); returns the
     relative paths. The adapter_config.json copy names the base by its Hub id or name; the evaluation report and
     benchmark results (``benchmarks/<dir>/results.json`` + ``table.md``) are included; no text file may keep a
-    local absolute path (ValueError naming them)."""
+    local absolute path (ValueError naming them). ``link``: hard-link weights instead of copying them."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     card = build_model_card(run_dir, repo_id, eval_report, dataset_repo, benchmarks, base_model, license)
     card.save(run_dir / CARD_FILE)
@@ -126,11 +131,10 @@ def stage_upload(
             sources[f"benchmarks/{path.parent.name}/table.md"] = path.parent / "table.md"
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, source in sources.items():
-        _publish_file(source, out_dir / name, run_dir)
+        _publish_file(source, out_dir / name, run_dir, link)
     if is_adapter_dir(run_dir):
         config = json.loads((out_dir / ADAPTER_CONFIG).read_text())
         config["base_model_name_or_path"] = public_base(run_dir, read_run(run_dir), base_model)[0]
-        (out_dir / ADAPTER_CONFIG).unlink()  # may be a hard link to the run's own file
         (out_dir / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     left = {
         name: found
@@ -169,7 +173,7 @@ def push(
     api = api or HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="plaid-push-") as staged:
         files = stage_upload(run_dir, staged, repo_id, eval_report, dataset_repo, include_base, benchmarks,
-                             base_model, license)  # fmt: skip
+                             base_model, license, link=True)  # fmt: skip
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         api.upload_folder(
             folder_path=staged,
