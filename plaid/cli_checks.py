@@ -242,9 +242,26 @@ def require_structures(path, option: str, split: str) -> None:
 # --------------------------------------------------------------------------------------------------- models
 
 
-def require_model_dir(path, option: str = "--model", adapter_only: bool = False, allow_hub: bool = True) -> str:
+def _require_base(base: str, where: str, option: str, hint: str) -> None:
+    """A base model: an existing directory, a Hub id in the Hugging Face cache, or (online) any Hub id."""
+    from .training.model import cached_snapshot
+
+    if Path(base).expanduser().exists():
+        return
+    if not _HUB_ID.match(str(base)):
+        raise InputError(f"{option}: the base model {base} {where} is not found; {hint}")
+    if _offline() and cached_snapshot(str(base)) is None:
+        raise InputError(f"{option}: the base model {base} {where} is not in the Hugging Face cache and "
+                         "HF_HUB_OFFLINE is set; download it (hf download " + str(base) + ") or give its "
+                         "directory with --base-model")
+
+
+def require_model_dir(path, option: str = "--model", adapter_only: bool = False, allow_hub: bool = True,
+                      base_model: str | None = None) -> str:
     """A trained model directory: a LoRA adapter (``adapter_config.json`` + adapter weights, base model found) or
-    a full model (``config.json`` + weights). A Hub id (owner/name) passes when the Hub is reachable."""
+    a full model (``config.json`` + weights). A Hub id (owner/name) passes when the Hub is reachable. An adapter's
+    base is found when it is a directory, a Hub id in the Hugging Face cache (offline too), any Hub id online, or
+    ``<adapter>/base_model``; ``base_model`` (``--base-model``) replaces the recorded base."""
     p = Path(path).expanduser()
     what = "LoRA adapter" if adapter_only else "model directory"
     if not p.exists():
@@ -260,18 +277,25 @@ def require_model_dir(path, option: str = "--model", adapter_only: bool = False,
     if not adapter.is_file() and not config.is_file():
         raise InputError(f"{option}: {p} is not a model directory (no config.json or adapter_config.json); give the "
                          "output_dir of a training run")
+    if base_model is not None and not adapter.is_file():
+        raise InputError(f"--base-model: {p} is not a LoRA adapter (no adapter_config.json); --base-model applies "
+                         "to adapters only")
     if adapter.is_file():
         cfg = require_json_file(adapter, "adapter config", option)
         if not any((p / f).is_file() for f in ADAPTER_WEIGHT_FILES):
             raise InputError(f"{option}: {p} holds adapter_config.json but no adapter weights "
                              "(adapter_model.safetensors); the training run may not have finished")
+        if base_model is not None:
+            _require_base(str(base_model), "given with --base-model", "--base-model",
+                          "give the base model's directory or Hub id")
+            return str(p)
         base = cfg.get("base_model_name_or_path")
         if not base:
-            raise InputError(f"{option}: {adapter} names no base_model_name_or_path")
-        if not Path(base).expanduser().exists() and not (p / "base_model").is_dir():
-            if not _HUB_ID.match(str(base)) or _offline():
-                raise InputError(f"{option}: the base model {base} named in {adapter} is not found (nor "
-                                 f"{p / 'base_model'}); restore it or set base_model_name_or_path")
+            raise InputError(f"{option}: {adapter} names no base_model_name_or_path; give the base with --base-model")
+        if not (p / "base_model").is_dir():
+            _require_base(str(base), f"named in {adapter}", option,
+                          f"restore it (or put it in {p / 'base_model'}), set base_model_name_or_path or give "
+                          "--base-model")
     else:
         require_json_file(config, "model config", option)
         if not any((p / f).is_file() for f in WEIGHT_FILES):

@@ -390,6 +390,8 @@ class RecordingApi:
         self.calls.append(("create_repo", repo_id, kwargs))
 
     def upload_folder(self, **kwargs):
+        folder = Path(kwargs["folder_path"])  # a staged copy, gone after the call: list what it held
+        kwargs["staged"] = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
         self.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
 
 
@@ -408,7 +410,7 @@ def test_push_writes_card_and_uploads_the_adapter(sft_run, tmp_path):
     files = push(run_dir, "someone/plaid-tiny", api=api, include_base=True)
     assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]
     upload = api.calls[1][2]
-    assert upload["folder_path"] == str(run_dir) and upload["allow_patterns"] == files
+    assert upload["folder_path"] != str(run_dir) and upload["allow_patterns"] == files == upload["staged"]
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md",
                  "plaid_run.json", "report.json", "base_model/model.safetensors"):  # fmt: skip
         assert name in files, name

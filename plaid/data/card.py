@@ -6,9 +6,14 @@ import json
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from ..paths import scrub_paths
+
 
 def dataset_card(report, default_mix: dict) -> DatasetCard:
+    """The card of a built dataset; the source is named without this machine's paths (a file under
+    ``PLAID_DATA_DIR`` relative to it, e.g. ``perov_5/val.csv``, else its folder and file name)."""
     r = report.to_dict() if hasattr(report, "to_dict") else dict(report)
+    r = {**r, "source": scrub_paths(r["source"]), "versions": scrub_paths(r.get("versions", {}))}
     total = sum(r["split_counts"].values())
     data = DatasetCardData(
         language="en",

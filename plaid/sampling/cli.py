@@ -18,7 +18,17 @@ def register(subparsers) -> None:
             "same --out resumes: samples already written are skipped, none is duplicated."
         ),
     )
-    p.add_argument("--model", required=True, help="adapter, merged or from-scratch model directory")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="adapter, merged or from-scratch model directory; also a published PEFT adapter (adapter_config.json + "
+        "adapter_model.safetensors) whose base is a Hub id in the Hugging Face cache",
+    )
+    p.add_argument(
+        "--base-model",
+        help="the adapter's base model directory (or Hub id), instead of the base_model_name_or_path its "
+        "adapter_config.json records",
+    )
     p.add_argument("--representation", default="wyckoff", choices=("wyckoff", "coords", "cif"))
     p.add_argument(
         "--prompt-style",
@@ -80,7 +90,14 @@ def register(subparsers) -> None:
     p.add_argument("--backend", choices=("hf", "vllm"), default="hf")
     p.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
     p.add_argument("--merge", action="store_true", help="merge the LoRA adapter before sampling (faster)")
-    p.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 base (QLoRA inference)")
+    p.add_argument(
+        "--load-in-4bit", action="store_true", help="4-bit NF4 base (QLoRA inference; bitsandbytes on CUDA)"
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("bfloat16", "float16", "float32"),
+        help="weights dtype (the compute dtype with --load-in-4bit); default bfloat16 on CUDA, float32 on CPU",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
         "--num-processes",
@@ -215,6 +232,12 @@ def run(args) -> int:
             raise RequestError("--constrained is implemented for the wyckoff and coords representations")
         if args.merge and args.load_in_4bit:
             raise RequestError("--merge and --load-in-4bit exclude each other (a 4-bit base cannot be merged)")
+        if args.load_in_4bit:
+            from ..training.model import default_device
+
+            if not str(args.device or default_device()).startswith("cuda"):
+                raise RequestError("--load-in-4bit needs bitsandbytes on a CUDA device; on "
+                                   f"{args.device or default_device()} load the base in bf16/fp32 (--dtype)")
         config = SampleConfig(
             representation=args.representation,
             prompt_style=style,
@@ -243,7 +266,7 @@ def run(args) -> int:
         require_writable_dir(args.cif_dir, "--cif-dir")
     if args.extxyz:
         require_writable_file(args.extxyz, "--extxyz")
-    model = require_model_dir(args.model, "--model")
+    model = require_model_dir(args.model, "--model", base_model=args.base_model)
     if not args.mcts:  # MCTSSampler checks its own resume settings (tree, scorer, decoding)
         _check_resume_settings(args, model)
     if args.num_processes > 1:  # every check passed: start the ranks, each runs this command again
@@ -256,7 +279,13 @@ def run(args) -> int:
         device = f"cuda:{rank.local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     try:
         backend = load_backend(
-            model, args.backend, device=device, merge=args.merge, load_in_4bit=args.load_in_4bit
+            model,
+            args.backend,
+            device=device,
+            merge=args.merge,
+            load_in_4bit=args.load_in_4bit,
+            base_model=args.base_model,
+            dtype=args.dtype,
         )
     except ImportError as exc:  # an optional backend that is not installed (vLLM, bitsandbytes)
         if args.backend == "hf" and not args.load_in_4bit:

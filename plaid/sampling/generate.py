@@ -100,11 +100,19 @@ class HFBackend:
 
     @classmethod
     def load(
-        cls, path: str | Path, device: str | None = None, merge: bool = False, load_in_4bit: bool = False
+        cls,
+        path: str | Path,
+        device: str | None = None,
+        merge: bool = False,
+        load_in_4bit: bool = False,
+        base_model: str | None = None,
+        dtype=None,
     ):
         from ..training.model import load_for_inference
 
-        model, tokenizer = load_for_inference(path, device=device, merge=merge, load_in_4bit=load_in_4bit)
+        model, tokenizer = load_for_inference(
+            path, device=device, dtype=dtype, merge=merge, load_in_4bit=load_in_4bit, base_model=base_model
+        )
         return cls(model, tokenizer, str(path))
 
     @property
@@ -204,7 +212,7 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, path: str | Path, **engine_kwargs):
+    def __init__(self, path: str | Path, base_model: str | None = None, **engine_kwargs):
         try:
             import vllm
         except ImportError:
@@ -220,11 +228,11 @@ class VLLMBackend:
             import json
 
             config = json.loads((Path(path) / "adapter_config.json").read_text())
-            base = adapter_base(path)
+            base = adapter_base(path, base_model)
             rank = int(config.get("r", 16))
             self.llm = vllm.LLM(
                 model=base,
-                tokenizer=str(path),
+                tokenizer=str(path) if (Path(path) / "tokenizer_config.json").exists() else base,
                 enable_lora=True,
                 max_lora_rank=_lora_rank(rank),
                 **engine_kwargs,
@@ -286,11 +294,16 @@ def load_backend(
     device: str | None = None,
     merge: bool = False,
     load_in_4bit: bool = False,
+    base_model: str | None = None,
+    dtype=None,
 ):
+    """The generation backend for a model directory; ``base_model`` overrides an adapter's recorded base."""
     if backend == "hf":
-        return HFBackend.load(path, device=device, merge=merge, load_in_4bit=load_in_4bit)
+        return HFBackend.load(
+            path, device=device, merge=merge, load_in_4bit=load_in_4bit, base_model=base_model, dtype=dtype
+        )
     if backend == "vllm":
-        return VLLMBackend(path)
+        return VLLMBackend(path, base_model=base_model, **({"dtype": dtype} if dtype else {}))
     raise ValueError(f"unknown backend {backend!r}; choose hf or vllm")
 
 

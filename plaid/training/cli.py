@@ -7,9 +7,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "push",
         help="push a trained adapter/model with a model card to the Hugging Face Hub",
-        description="Writes RUN_DIR/README.md (model card: base model, representation, dataset and its card, "
-        "training configuration, evaluation results from report.json when present) and uploads the adapter, "
-        "tokenizer, card, plaid_run.json and report.json to REPO_ID.",
+        description="Writes RUN_DIR/README.md (model card: Hub metadata with base_model, datasets, license and "
+        "model-index from plaid benchmark results; base model, representation, dataset and its card, training "
+        "configuration, evaluation results, a usage section that samples a crystal) and uploads the adapter, "
+        "tokenizer, card, plaid_run.json, report.json and benchmark results to REPO_ID. Uploaded files hold no "
+        "local absolute path: adapter_config.json names the base by its Hub id or name.",
     )
     p.add_argument("run_dir", help="output_dir of a recipes/sft.py or recipes/dpo.py run")
     p.add_argument("repo_id", help="owner/name on the Hub")
@@ -19,10 +21,28 @@ def register(subparsers) -> None:
     )
     p.add_argument("--dataset-repo", default=None, help="Hub dataset id to name in the card metadata")
     p.add_argument(
+        "--benchmark",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="plaid benchmark output (its results.json) to report as model-index; repeatable (default: every "
+        "RUN_DIR/*/results.json a benchmark wrote)",
+    )
+    p.add_argument(
+        "--base-model",
+        default=None,
+        help="the base's Hub id, when the run trained on a local copy (default: read from the run; a Hugging Face "
+        "cache path gives its id)",
+    )
+    p.add_argument("--license", default=None, help="licence id for the card (default: the base's licence)")
+    p.add_argument(
         "--include-base", action="store_true", help="also upload RUN_DIR/base_model (local plaid-* bases)"
     )
     p.add_argument(
         "--card-only", action="store_true", help="write RUN_DIR/README.md and list the files; no upload"
+    )
+    p.add_argument(
+        "--stage", default=None, metavar="DIR", help="with --card-only: also write exactly what would be uploaded to DIR"
     )
     p.set_defaults(func=_push)
 
@@ -60,34 +80,40 @@ def _check_run_dir(path, option: str):
 
 def _push(args) -> int:
     import re
+    import tempfile
+    from pathlib import Path
 
     from ..cli_checks import require_json_file, require_writable_dir
     from ..errors import UsageError
-    from .publish import CARD_FILE, build_model_card, files_to_push, push
+    from .publish import push, stage_upload
 
     _check_run_dir(args.run_dir, "RUN_DIR")
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", args.repo_id):
         raise UsageError(f"REPO_ID {args.repo_id!r} is not a Hub id of the form owner/name")
+    if args.base_model is not None and not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", args.base_model):
+        raise UsageError(f"--base-model {args.base_model!r} is not a Hub id of the form owner/name")
     if args.eval_report is not None:
         require_json_file(args.eval_report, "evaluation report", "--eval-report", "give plaid evaluate's report.json")
+    for item in args.benchmark:
+        path = Path(item) / "results.json" if Path(item).is_dir() else Path(item)
+        require_json_file(path, "benchmark results", "--benchmark", "give a plaid benchmark --out directory")
+    if args.stage is not None and not args.card_only:
+        raise UsageError("--stage goes with --card-only (a push stages into a temporary directory)")
     require_writable_dir(args.run_dir, "RUN_DIR")  # the card is written there
-
+    options = dict(eval_report=args.eval_report, dataset_repo=args.dataset_repo, include_base=args.include_base,
+                   benchmarks=args.benchmark, base_model=args.base_model, license=args.license)  # fmt: skip
     if args.card_only:
-        from pathlib import Path
-
-        card = build_model_card(args.run_dir, args.repo_id, args.eval_report, args.dataset_repo)
-        card.save(Path(args.run_dir) / CARD_FILE)
-        files = files_to_push(args.run_dir, args.include_base)
-        print(f"wrote {Path(args.run_dir) / CARD_FILE}; a push would upload: {', '.join(files)}")
+        if args.stage is not None:
+            require_writable_dir(args.stage, "--stage")
+            files = stage_upload(args.run_dir, args.stage, args.repo_id, **options)
+            where = f"; staged in {args.stage}"
+        else:
+            with tempfile.TemporaryDirectory(prefix="plaid-push-") as staged:
+                files = stage_upload(args.run_dir, staged, args.repo_id, **options)
+            where = ""
+        print(f"wrote {Path(args.run_dir) / 'README.md'}; a push would upload: {', '.join(files)}{where}")
         return 0
-    files = push(
-        args.run_dir,
-        args.repo_id,
-        private=args.private,
-        eval_report=args.eval_report,
-        dataset_repo=args.dataset_repo,
-        include_base=args.include_base,
-    )
+    files = push(args.run_dir, args.repo_id, private=args.private, **options)
     print(f"pushed {len(files)} files to https://huggingface.co/{args.repo_id}")
     return 0
 

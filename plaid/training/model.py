@@ -141,10 +141,30 @@ def create_local_model(
     return path
 
 
-def adapter_base(adapter_dir: str | os.PathLike) -> str:
+def cached_snapshot(repo_id: str, revision: str | None = None) -> str | None:
+    """The local snapshot directory of Hub model ``repo_id`` in the Hugging Face cache (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``), or None when it is not cached. Nothing is downloaded: this is how a user who has the base
+    of a published adapter cached loads it offline (``HF_HUB_OFFLINE=1``)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    except ValueError:  # not a valid repo id
+        return None
+    return str(Path(found).parent) if isinstance(found, str) else None
+
+
+def adapter_base(adapter_dir: str | os.PathLike, base_model: str | os.PathLike | None = None) -> str:
     """The base model an adapter directory was trained on (its adapter_config.json), resolving a moved local base:
-    a missing recorded directory falls back to ``<adapter_dir>/base_model``."""
+    a missing recorded directory falls back to ``<adapter_dir>/base_model``. ``base_model`` overrides the recorded
+    base (a published adapter whose base lives in another directory than its Hub id says)."""
     adapter_dir = Path(adapter_dir)
+    if base_model is not None:
+        if Path(base_model).expanduser().exists():
+            return str(Path(base_model).expanduser())
+        if str(base_model).startswith(("/", ".", "~")):
+            raise FileNotFoundError(f"base model {base_model} not found")
+        return str(base_model)
     config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
     base = config.get("base_model_name_or_path")
     if not base:
@@ -157,7 +177,22 @@ def adapter_base(adapter_dir: str | os.PathLike) -> str:
         return str(fallback.resolve())
     if base in LOCAL_ARCHITECTURES or base.startswith(("/", ".", "~")):
         raise FileNotFoundError(f"base model {base} of adapter {adapter_dir} not found (nor {fallback})")
-    return base
+    return base  # a Hub id: transformers reads it from the cache (offline) or downloads it
+
+
+def adapter_vocab_size(adapter_dir: str | os.PathLike) -> int | None:
+    """Rows of the embedding saved with an adapter (PEFT saves ``embed_tokens``/``lm_head`` when the vocabulary was
+    resized for training, as crystal-text-llm does when it adds a ``[PAD]`` token to LLaMA-2), else None."""
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        for key in fh.keys():
+            if key.endswith(("embed_tokens.weight", "embed_tokens.base_layer.weight")):
+                return int(fh.get_slice(key).get_shape()[0])
+    return None
 
 
 def is_adapter_dir(path: str | os.PathLike) -> bool:
@@ -288,31 +323,12 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_for_inference(
-    path: str | os.PathLike,
-    device: str | None = None,
-    dtype=None,
-    merge: bool = False,
-    load_in_4bit: bool = False,
-):
-    """(model, tokenizer) ready for ``generate``: eval mode, on ``device``, tokenizer with pad token and
-    ``padding_side="left"``.
+def inference_load_kwargs(device: str, dtype, load_in_4bit: bool = False) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments for inference: ``dtype`` (torch dtype), and for ``load_in_4bit`` the
+    QLoRA quantization PLaID trained with (bitsandbytes NF4, double quantization, compute in ``dtype``), every
+    module placed on ``device``. 4-bit needs bitsandbytes on a CUDA device."""
+    from transformers import BitsAndBytesConfig
 
-    ``path`` is a LoRA adapter directory (base from its adapter_config.json, a local dir or Hub id), a merged/full
-    model directory, or a from-scratch model directory. ``dtype`` defaults to bf16 on CUDA with bf16 support, else
-    float32. ``merge=True`` folds the adapter into the base weights (faster generation; not with ``load_in_4bit``).
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    path = Path(path)
-    device = device or default_device()
-    if dtype is None:
-        use_bf16 = (
-            str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        )
-        dtype = torch.bfloat16 if use_bf16 else torch.float32
-    dtype = _torch_dtype(dtype)
     kwargs: dict[str, Any] = dict(dtype=dtype)
     if load_in_4bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -322,12 +338,57 @@ def load_for_inference(
             bnb_4bit_compute_dtype=dtype,
         )
         kwargs["device_map"] = {"": device}
+    return kwargs
+
+
+def load_for_inference(
+    path: str | os.PathLike,
+    device: str | None = None,
+    dtype=None,
+    merge: bool = False,
+    load_in_4bit: bool = False,
+    base_model: str | os.PathLike | None = None,
+):
+    """(model, tokenizer) ready for ``generate``: eval mode, on ``device``, tokenizer with pad token and
+    ``padding_side="left"``.
+
+    ``path`` is a LoRA adapter directory (base from its adapter_config.json, a local dir or a Hub id read from the
+    Hugging Face cache; ``base_model`` overrides it), a merged/full model directory, or a from-scratch model
+    directory. A published adapter without tokenizer files uses its base's tokenizer. When the adapter was trained
+    with a vocabulary larger than its base's (added pad token), the base's embeddings are resized to it before the
+    adapter loads. ``dtype`` defaults to bf16 on CUDA with bf16 support, else float32. ``merge=True`` folds the
+    adapter into the base weights (faster generation; not with ``load_in_4bit``).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    device = device or default_device()
+    if dtype is None:
+        use_bf16 = (
+            str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        )
+        dtype = torch.bfloat16 if use_bf16 else torch.float32
+    dtype = _torch_dtype(dtype)
+    kwargs = inference_load_kwargs(device, dtype, load_in_4bit)
 
     if is_adapter_dir(path):
         from peft import PeftModel
 
-        base = adapter_base(path)
+        base = adapter_base(path, base_model)
+        tokenizer_source = path if (path / "tokenizer_config.json").exists() else base
+        tokenizer = load_tokenizer(str(tokenizer_source), padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+        rows = model.get_input_embeddings().num_embeddings
+        wanted = adapter_vocab_size(path) or len(tokenizer)
+        if wanted > rows:
+            logger.info("resizing the base embeddings of %s from %d to %d tokens for %s", base, rows, wanted, path)
+            if adapter_vocab_size(path) is None:
+                logger.warning(
+                    "the tokenizer of %s has %d tokens, its base %d, and the adapter saved no embeddings: the %d "
+                    "added tokens get untrained embeddings", path, wanted, rows, wanted - rows,
+                )
+            model.resize_token_embeddings(wanted)
         model = PeftModel.from_pretrained(model, str(path))
         if merge:
             if load_in_4bit:
@@ -335,16 +396,14 @@ def load_for_inference(
                     "merge=True needs an unquantized base; use plaid merge to write a merged model"
                 )
             model = model.merge_and_unload()
-        tokenizer_source = path if (path / "tokenizer_config.json").exists() else base
     else:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        tokenizer_source = path
-    tokenizer = load_tokenizer(str(tokenizer_source), padding_side="left")
+        tokenizer = load_tokenizer(str(path), padding_side="left")
     if not load_in_4bit:
         model.to(device)
     model.eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    logger.info("loaded %s for inference on %s (%s)", path, device, dtype)
+    logger.info("loaded %s for inference on %s (%s%s)", path, device, dtype, ", 4-bit NF4" if load_in_4bit else "")
     return model, tokenizer
