@@ -46,6 +46,7 @@ def compute_outcomes(
     hull=None,
     no_energy_reason: str = "not relaxed",
     e_hull: dict | None = None,
+    e_hull_source: dict | None = None,
     n_jobs: int = 1,
     progress: bool = True,
     batched: bool = True,
@@ -55,7 +56,9 @@ def compute_outcomes(
     ``samples``: :class:`plaid.evaluation.samples.Sample` list; ``reference``: a reduced training set
     (``reduce_reference``) for novelty, None for none; ``relaxer``/``hull``: energies (None: none, every E_hull is
     missing with ``no_energy_reason``); ``e_hull``: ``{sample_id: E_hull}`` supplied instead of relaxation (the
-    generated structures then stand in for relaxed ones); ``batched=False``: the sequential ASE relaxation."""
+    generated structures then stand in for relaxed ones; a string value is the reason that sample has none), and
+    ``e_hull_source`` where they come from (the report's ``hull``, e.g. ``seed_files.describe_given``);
+    ``batched=False``: the sequential ASE relaxation."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_stage(out, "checks.jsonl", [inputs_sha256, check_cfg])
@@ -95,13 +98,15 @@ def compute_outcomes(
             o.energies_computed = True
             if relax_pass(o):
                 o.relax_status = "supplied"
-                o.e_hull = float(value) if value is not None and value == value else None
-                o.e_hull_reason = None if o.e_hull is not None else "no value supplied"
+                given = isinstance(value, int | float) and value == value
+                o.e_hull = float(value) if given else None
+                o.e_hull_reason = None if given else value if isinstance(value, str) else "no value supplied"
                 relaxed[o.sample_id] = structures[o.sample_id]
             else:
                 o.e_hull_reason = "invalid sample: no E_hull"
-        info["energies"] = {"computed": True, "source": "supplied by the caller (generated structures stand in for "
-                                                        "relaxed ones)", "relaxer": None, "hull": None}
+        where = e_hull_source.get("description") if e_hull_source else "supplied by the caller"
+        info["energies"] = {"computed": True, "source": f"{where} (generated structures stand in for relaxed ones)",
+                            "relaxer": None, "hull": e_hull_source}
     elif relaxer is not None and hull is not None:
         guard_stage(out, "relax.jsonl", [inputs_sha256, relaxer.settings()])
         todo = [(o.sample_id, structures[o.sample_id]) for o in outcomes if relax_pass(o)]
