@@ -320,3 +320,10 @@ def test_pairs_from_plaid_csv_with_given_labels(tmp_path):
     pairs = load_from_disk(str(out))
     chosen = {r["chosen"] for split in pairs.values() for r in split}
     assert chosen == {NACL}
+
+
+def test_crystallm_multiplicity_check_reads_plaid_text():
+    from plaid.evaluation.checks import site_multiplicity_consistent
+
+    assert site_multiplicity_consistent(NACL, "wyckoff-plaid") is True
+    assert site_multiplicity_consistent(NACL.replace("Na4Cl4", "Na8Cl4"), "wyckoff-plaid") is False
