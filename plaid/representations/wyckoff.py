@@ -84,7 +84,7 @@ class WyckoffRepresentation(Representation):
             raise EncodeError("partial occupancy: only ordered structures can be encoded")
         if len(structure) == 0:
             raise EncodeError("empty structure")
-        cell = _cell(structure)
+        cell = self._input_cell(structure)
         reasons = []
         for symprec in self.symprecs:
             try:
@@ -92,6 +92,10 @@ class WyckoffRepresentation(Representation):
             except EncodeError as exc:
                 reasons.append(f"symprec={symprec}: {exc}")
         raise EncodeError("no consistent symmetry found (" + "; ".join(reasons) + ")")
+
+    def _input_cell(self, structure: Structure):
+        """The spglib cell the symmetry search starts from."""
+        return _cell(structure)
 
     def _encode_at(self, cell, symprec: float) -> str:
         group, ds, orbits = standard_orbits(cell, symprec)

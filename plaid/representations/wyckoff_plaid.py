@@ -106,27 +106,18 @@ class PlaidWyckoffRepresentation(WyckoffRepresentation):
         self.angle_tolerance = angle_tolerance
 
     # ------------------------------------------------------------------------------------------------ encode
-    def encode(self, structure: Structure) -> str:
-        if not structure.is_ordered:
-            raise EncodeError("partial occupancy: only ordered structures can be encoded")
-        if len(structure) == 0:
-            raise EncodeError("empty structure")
-        # PLaID's SpacegroupAnalyzer(s, 0.01).get_refined_structure(): spglib's refined cell, sites sorted by
-        # electronegativity, then symbol (pymatgen's get_sorted_structure; a stable sort)
+    def _input_cell(self, structure: Structure):
+        """PLaID's ``SpacegroupAnalyzer(s, 0.01).get_refined_structure()``: spglib's refined cell, its sites sorted
+        by electronegativity, then symbol (pymatgen's ``get_sorted_structure``, a stable sort); ``symprecs`` are then
+        pyxtal's ``from_seed`` tolerances (0.01, then 1e-4)."""
         with quiet_spglib():
             refined = spglib.refine_cell(_cell(structure), self.refine_symprec, self.angle_tolerance)
         if refined is None:
             raise EncodeError(f"spglib could not refine the cell at symprec {self.refine_symprec}")
         lattice, positions, numbers = (np.asarray(x) for x in refined)
-        order = sorted(range(len(numbers)), key=lambda i: (_electronegativity(_symbol(int(numbers[i]))), _symbol(int(numbers[i]))))
-        cell = (lattice, positions[order], numbers[order])
-        reasons = []
-        for symprec in self.symprecs:  # pyxtal's from_seed at 0.01, then 1e-4
-            try:
-                return self._encode_at(cell, symprec)
-            except EncodeError as exc:
-                reasons.append(f"symprec={symprec}: {exc}")
-        raise EncodeError("no consistent symmetry found (" + "; ".join(reasons) + ")")
+        symbols = [_symbol(int(z)) for z in numbers]
+        order = sorted(range(len(numbers)), key=lambda i: (_electronegativity(symbols[i]), symbols[i]))
+        return lattice, positions[order], numbers[order]
 
     def _encode_at(self, cell, symprec: float) -> str:
         group, ds, orbits = standard_orbits(cell, symprec, self.angle_tolerance)
