@@ -132,11 +132,7 @@ def _check_evaluate(args: argparse.Namespace) -> None:
     if args.oxidation_states not in ("smact14", "icsd24"):
         require_file(args.oxidation_states, "oxidation-state table", "--oxidation-states",
                      "give smact14, icsd24 or a table file")
-    if args.e_hull_column is not None:
-        if args.hull is not None or args.relaxer_model is not None:
-            raise UsageError("--e-hull-column takes E_hull from the samples file: drop --hull/--relaxer-model, or "
-                             "drop --e-hull-column to relax")
-    elif not args.no_relax:
+    if args.e_hull_column is None and not args.no_relax:
         require_hull(args.hull)  # without --hull the reference's formation energies (if any) give an offline hull
         if args.relaxer_model is not None and not Path(args.relaxer_model).expanduser().exists():
             raise InputError(f"--relaxer-model: {args.relaxer_model} does not exist; give the MLIP weights")
@@ -158,6 +154,9 @@ def _check_sample_columns(args: argparse.Namespace) -> None:
     from ..cli_checks import read_csv_checked, read_jsonl_checked
     from ..errors import InputError, UsageError
 
+    if args.e_hull_column is not None and (args.hull is not None or args.relaxer_model is not None):
+        raise UsageError("--e-hull-column takes E_hull from the samples file: drop --hull/--relaxer-model, or "
+                         "drop --e-hull-column to relax")
     is_csv = Path(args.samples).suffix.lower() == ".csv"
     if args.structure_column is not None:
         if not is_csv:

@@ -173,11 +173,11 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     samples = load_samples(samples_path, cfg.structure_column)
-    e_hull_source = None
+    e_hull_source = relaxed_given = None
     if e_hull is None and cfg.e_hull_column is not None:
         from .seed_files import given_e_hull_file
 
-        e_hull, e_hull_source = given_e_hull_file(samples_path, cfg.e_hull_column)
+        e_hull, e_hull_source, relaxed_given = given_e_hull_file(samples_path, cfg.e_hull_column)
     reference = ReferenceSet(reference_path)
     cov_reference = ReferenceSet(cfg.coverage_reference) if cfg.coverage_reference else reference
     dataset, dataset_source = (
@@ -197,7 +197,7 @@ def evaluate(
     outcomes, checks, info = compute_outcomes(
         samples, out_dir, settings, check_cfg=check_cfg, inputs_sha256=samples_sha, reference=novelty_ref,
         reference_sha256=reference.sha256, relaxer=relaxer, hull=hull, no_energy_reason=no_energy or "",
-        e_hull=e_hull, e_hull_source=e_hull_source, n_jobs=cfg.n_jobs,
+        e_hull=e_hull, e_hull_source=e_hull_source, relaxed_given=relaxed_given, n_jobs=cfg.n_jobs,
     )
     guard_stage(out_dir, "fingerprints.jsonl", [samples_sha, check_cfg, cfg.coverage_over, cfg.fingerprint_timeout_s])
     cov, fps, ref_fp, distributions = coverage_stage(samples, checks, cfg, out_dir, cov_reference, struct_cut,

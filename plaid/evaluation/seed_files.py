@@ -135,9 +135,11 @@ def given_e_hull(rows: list[dict], records: list[dict], column: str) -> dict:
     return out
 
 
-def given_e_hull_file(path: str | Path, column: str) -> tuple[dict, dict]:
-    """(``{sample_id: E_hull or reason}``, its description for the report) from ``column`` of a sample file: a CSV
-    (ids: its ``sample_id`` column, else row positions) or plaid sample JSONL (each record's ``column`` field)."""
+def given_e_hull_file(path: str | Path, column: str) -> tuple[dict, dict, dict]:
+    """(``{sample_id: E_hull or reason}``, its description for the report, ``{sample_id: relaxed CIF}``) from
+    ``column`` of a sample file: a CSV (ids: its ``sample_id`` column, else row positions) or plaid sample JSONL
+    (each record's ``column`` field). The relaxed CIFs are a PLaID CSV's ``relaxed_cif`` column (the structures its
+    labels were computed on; S.U.N. matches them), empty when there is none."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
         import pandas as pd
@@ -153,13 +155,18 @@ def given_e_hull_file(path: str | Path, column: str) -> tuple[dict, dict]:
         if rows and not any(column in r for r in rows):
             raise ValueError(f"{path}: no record has a {column!r} field")
     ids = [{"sample_id": pos if _missing(r.get("sample_id")) else r["sample_id"]} for pos, r in enumerate(rows)]
-    return given_e_hull(rows, ids, column), describe_given(path, column)
+    relaxed = {i["sample_id"]: r["relaxed_cif"] for i, r in zip(ids, rows)
+               if isinstance(r.get("relaxed_cif"), str) and r["relaxed_cif"].strip()}
+    return given_e_hull(rows, ids, column), describe_given(path, column, "relaxed_cif" if relaxed else None), relaxed
 
 
-def describe_given(path: str | Path, column: str) -> dict:
+def describe_given(path: str | Path, column: str, relaxed_column: str | None = None) -> dict:
     """The ``hull`` entry of a report whose E_hull values were read from a file instead of computed."""
-    return {"kind": "given", "column": column, "file": Path(path).name,
-            "description": f"E_hull read from column {column!r} of {Path(path).name}; no relaxation, no hull"}
+    relaxed = (f"relaxed structures from column {relaxed_column!r} where given, else the generated ones"
+               if relaxed_column else "the generated structures stand in for relaxed ones")
+    return {"kind": "given", "column": column, "file": Path(path).name, "relaxed_column": relaxed_column,
+            "description": f"E_hull read from column {column!r} of {Path(path).name}; no relaxation, no hull; "
+                           f"{relaxed}"}
 
 
 def _missing(value) -> bool:

@@ -78,12 +78,13 @@ def make_preference_dataset(
     elif e_hull_column is not None:
         from ..evaluation.seed_files import given_e_hull_file
 
-        e_hull, given = given_e_hull_file(samples, e_hull_column)
+        e_hull, given, relaxed_given = given_e_hull_file(samples, e_hull_column)
         settings = OutcomeSettings(stable_threshold=stable_threshold, metastable_threshold=threshold)
         reference = reference if reference is not None else load_reference_for_novelty(reference_csv)
         labels = label_samples(records, labels_dir, relaxer=None, hull=None, reference=reference,
                                reference_sha256=(reference or {}).get("sha256"), settings=settings,
-                               source=str(samples), e_hull=e_hull, e_hull_source=given)
+                               source=str(samples), e_hull=e_hull, e_hull_source=given,
+                               relaxed_given=relaxed_given)
         labeller = {"source": "given", "column": e_hull_column, "labels_dir": str(labels_dir),
                     "outcome_settings": settings.to_dict()}
         hull = given
