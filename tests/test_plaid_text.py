@@ -187,7 +187,7 @@ def test_grammar_accepts_plaid_texts_and_forces_its_words(grammar):
     assert grammar.next_chars(grammar.feed("Na4Cl4\nSpa")) == frozenset("c")
     assert grammar.next_chars(grammar.feed(NACL.split("Sites")[0] + "Sites (")) == frozenset("8")
     for bad in ("Na4 Cl4\n", "Na4Cl4\nSpacegroup: Fm3", "Na4Cl4\nSpacegroup: Fm-3m\nabc: 5.64 5.7",
-                NACL.replace("Sites (8)", "Sites (9)"), NACL.replace("Cl 0.500 0.500 0.500", "Cl 0.000 0.000 0.000")):
+                NACL.replace("Sites (8)", "Sites (9)"), NACL.replace("Cl 0.500 0.500 0.500 4b", "Cl 0.000 0.000 0.000 4a")):
         assert grammar.feed(bad) is None, bad
 
 
@@ -301,6 +301,9 @@ def test_evaluate_plaid_csv_without_relaxation_and_with_given_labels(tmp_path):
     assert rows["2"]["e_hull"] is None and rows["2"]["parsed"] is False
     assert rows["3"]["e_hull"] is None and rows["3"]["e_hull_reason"] == "e_above_hull empty"
     assert report["metastable_rate"] == pytest.approx(1 / 4) and report["stable_rate"] == pytest.approx(1 / 4)
+    # S.U.N. matches the file's relaxed NaCl, which is the reference's rock salt: stable, not novel, not S.U.N.
+    assert report["hull"]["relaxed_column"] == "relaxed_cif"
+    assert rows["0"]["is_stable"] is True and rows["0"]["sun_novel"] is False and rows["0"]["is_sun"] is False
 
 
 def test_pairs_from_plaid_csv_with_given_labels(tmp_path):

@@ -1,4 +1,5 @@
-"""PLaID's Wyckoff text: formula, space group, lattice, then one line per Wyckoff orbit.
+"""plaid's compact Wyckoff text (after PLaID's; ``wyckoff_plaid`` is PLaID's own format, on the same machinery):
+formula, space group, lattice, then one line per Wyckoff orbit.
 
     Ba1 Ti1 O3
     221
