@@ -55,15 +55,16 @@ def _formula_counts(formula: str) -> dict[str, float]:
 
 
 def stated_sites(text: str, representation: str) -> tuple[dict[str, float], dict[str, float]] | None:
-    """(stated formula counts, per-element sum of listed site multiplicities) from wyckoff or CIF text;
+    """(stated formula counts, per-element sum of listed site multiplicities) from wyckoff(-plaid) or CIF text;
     None for representations that state no multiplicities or when the text is too broken to read them."""
     lines = [ln.strip() for ln in (text or "").strip().splitlines()]
-    if representation == "wyckoff":
-        if len(lines) < 5:
+    if representation in ("wyckoff", "wyckoff-plaid"):
+        first = 4 if representation == "wyckoff" else 5  # wyckoff-plaid: a Sites (N) line before the orbits
+        if len(lines) < first + 1:
             return None
         formula = _formula_counts(lines[0])
         sums: dict[str, float] = defaultdict(float)
-        for ln in lines[4:]:
+        for ln in lines[first:]:
             parts = ln.split()
             m = re.fullmatch(r"(\d+)[a-zA-Z]", parts[-1]) if len(parts) == 5 else None
             if m is None:

@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         "TRAIN (CDVAE-format CSV). Writes DIR/structures.csv, DIR/report.json and PNG plots; re-running with "
         "the same DIR resumes.",
     )
-    p.add_argument("samples", help="plaid sample JSONL, a CSV with a 'cif' column (e.g. crystal-text-llm's), or a directory / .tar.gz of CIF files (CrystaLLM's)")
+    p.add_argument("samples", help="plaid sample JSONL, a CSV with a 'cif' column (e.g. crystal-text-llm's), a PLaID "
+                   "sample CSV (gen_str), or a directory / .tar.gz of CIF files (CrystaLLM's)")
     p.add_argument(
         "--reference", required=True, help="training set CSV (novelty; coverage unless --coverage-reference)"
     )
@@ -28,6 +29,20 @@ def register(subparsers) -> None:
         choices=["mp_20", "perov_5", "carbon_24"],
         default=None,
         help="coverage cutoffs (CDVAE); default: inferred from the reference path, else mp_20",
+    )
+    p.add_argument(
+        "--structure-column",
+        choices=["gen_str", "cif", "relaxed_cif"],
+        default=None,
+        help="PLaID sample CSV: decode gen_str (prompt + generated wyckoff-plaid text; the default for a CSV with "
+        "a gen_str column), or read the cif / relaxed_cif column",
+    )
+    p.add_argument(
+        "--e-hull-column",
+        default=None,
+        metavar="COLUMN",
+        help="take E_hull (eV/atom) from this column of SAMPLES (PLaID CSVs: e_above_hull) instead of relaxing; "
+        "recorded as hull kind 'given'",
     )
     p.add_argument("--no-relax", action="store_true", help="skip MLIP relaxation, E_hull and S.U.N.")
     p.add_argument("--relaxer", choices=["chgnet", "m3gnet"], default="chgnet")
@@ -122,6 +137,7 @@ def _check_evaluate(args: argparse.Namespace) -> None:
     from ..executors import require_executor
 
     require_samples(args.samples, "samples")
+    _check_sample_columns(args)
     read_csv_checked(args.reference, "training set", "--reference")
     if args.coverage_reference is not None:
         read_csv_checked(args.coverage_reference, "coverage reference", "--coverage-reference")
@@ -131,7 +147,7 @@ def _check_evaluate(args: argparse.Namespace) -> None:
     if args.oxidation_states not in ("smact14", "icsd24"):
         require_file(args.oxidation_states, "oxidation-state table", "--oxidation-states",
                      "give smact14, icsd24 or a table file")
-    if not args.no_relax:
+    if args.e_hull_column is None and not args.no_relax:
         require_hull(args.hull)  # without --hull the reference's formation energies (if any) give an offline hull
         if args.relaxer_model is not None and not Path(args.relaxer_model).expanduser().exists():
             raise InputError(f"--relaxer-model: {args.relaxer_model} does not exist; give the MLIP weights")
@@ -146,6 +162,33 @@ def _check_evaluate(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} must be > 0, got {value}")
     if args.orbit_symprec is not None and args.orbit_symprec < 0:
         raise UsageError(f"--orbit-symprec must be >= 0 (0: every site), got {args.orbit_symprec}")
+
+
+def _check_sample_columns(args: argparse.Namespace) -> None:
+    """--structure-column / --e-hull-column name columns of the samples file (a CSV; --e-hull-column: or JSONL
+    records with that field)."""
+    from pathlib import Path
+
+    from ..cli_checks import read_csv_checked, read_jsonl_checked
+    from ..errors import InputError, UsageError
+
+    if args.e_hull_column is not None and (args.hull is not None or args.relaxer_model is not None):
+        raise UsageError("--e-hull-column takes E_hull from the samples file: drop --hull/--relaxer-model, or "
+                         "drop --e-hull-column to relax")
+    is_csv = Path(args.samples).suffix.lower() == ".csv"
+    if args.structure_column is not None:
+        if not is_csv:
+            raise UsageError("--structure-column reads a column of a sample CSV (PLaID's); SAMPLES is not a CSV")
+        read_csv_checked(args.samples, "samples", columns=(args.structure_column,),
+                         hint="give a PLaID sample CSV (gen_str, cif, relaxed_cif, e_above_hull)")
+    if args.e_hull_column is not None:
+        if is_csv:
+            read_csv_checked(args.samples, "samples", columns=(args.e_hull_column,),
+                             hint="name the column that holds E_hull (PLaID: e_above_hull)")
+        elif not any(args.e_hull_column in r for r in read_jsonl_checked(args.samples, "samples",
+                                                                          allow_corrupt=True)):
+            raise InputError(f"samples: no record of {args.samples} has a {args.e_hull_column!r} field; name the "
+                             "field that holds E_hull")
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -182,6 +225,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         model_version=args.model_version,
         plots=not args.no_plots,
+        structure_column=args.structure_column,
+        e_hull_column=args.e_hull_column,
     )
     report = evaluate(args.samples, args.reference, args.out, cfg)
     _print_summary(

@@ -47,6 +47,8 @@ def compute_outcomes(
     hull=None,
     no_energy_reason: str = "not relaxed",
     e_hull: dict | None = None,
+    e_hull_source: dict | None = None,
+    relaxed_given: dict | None = None,
     n_jobs=1,
     progress: bool = True,
     batched: bool = True,
@@ -57,14 +59,13 @@ def compute_outcomes(
     ``samples``: :class:`plaid.evaluation.samples.Sample` list; ``reference``: a reduced training set
     (``reduce_reference``) for novelty, None for none; ``relaxer``/``hull``: energies (None: none, every E_hull is
     missing with ``no_energy_reason``); ``e_hull``: ``{sample_id: E_hull}`` supplied instead of relaxation (the
-<<<<<<< HEAD
-    generated structures then stand in for relaxed ones); ``batched=False``: the sequential ASE relaxation.
-    ``n_jobs``: local worker processes (int) for checks and matching, or a :class:`plaid.executors.Executor`
-    (Ray), which also distributes the relaxation (local processes do not: the relaxer batches in one process)."""
-=======
-    generated structures then stand in for relaxed ones); ``batched=False``: the sequential ASE relaxation;
-    ``dedupe``: bit-identical samples are checked once."""
->>>>>>> evalspeed
+    generated structures then stand in for relaxed ones; a string value is the reason that sample has none), and
+    ``e_hull_source`` where they come from (the report's ``hull``, e.g. ``seed_files.describe_given``), and
+    ``relaxed_given`` ``{sample_id: relaxed CIF}`` the structures those labels belong to (they replace the generated
+    ones in S.U.N. matching; an unreadable one falls back to the generated structure); ``batched=False``: the
+    sequential ASE relaxation; ``dedupe``: bit-identical samples are checked once. ``n_jobs``: local worker
+    processes (int) for checks and matching, or a :class:`plaid.executors.Executor` (Ray), which also distributes
+    the relaxation (local processes do not: the relaxer batches in one process)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_stage(out, "checks.jsonl", [inputs_sha256, check_cfg])
@@ -104,13 +105,15 @@ def compute_outcomes(
             o.energies_computed = True
             if relax_pass(o):
                 o.relax_status = "supplied"
-                o.e_hull = float(value) if value is not None and value == value else None
-                o.e_hull_reason = None if o.e_hull is not None else "no value supplied"
-                relaxed[o.sample_id] = structures[o.sample_id]
+                given = isinstance(value, int | float) and value == value
+                o.e_hull = float(value) if given else None
+                o.e_hull_reason = None if given else value if isinstance(value, str) else "no value supplied"
+                relaxed[o.sample_id] = _given_relaxed(relaxed_given, o.sample_id) or structures[o.sample_id]
             else:
                 o.e_hull_reason = "invalid sample: no E_hull"
-        info["energies"] = {"computed": True, "source": "supplied by the caller (generated structures stand in for "
-                                                        "relaxed ones)", "relaxer": None, "hull": None}
+        where = (e_hull_source.get("description") if e_hull_source
+                 else "supplied by the caller (generated structures stand in for relaxed ones)")
+        info["energies"] = {"computed": True, "source": where, "relaxer": None, "hull": e_hull_source}
     elif relaxer is not None and hull is not None:
         guard_stage(out, "relax.jsonl", [inputs_sha256, relaxer.settings()])
         todo = [(o.sample_id, structures[o.sample_id]) for o in outcomes if relax_pass(o)]
@@ -170,6 +173,19 @@ def compute_outcomes(
                    "n_classes": sum(sun[i]["is_unique"] is True for i in sun_ids),
                    "n_undecided": sum(by_id[i].is_sun is None for i in sun_ids)}
     return outcomes, checks, info
+
+
+def _given_relaxed(relaxed: dict | None, sid: str):
+    """The given relaxed structure of sample ``sid`` (a Structure or CIF text), or None."""
+    value = (relaxed or {}).get(sid, (relaxed or {}).get(_int(sid)))
+    if isinstance(value, str):
+        from .samples import structure_from_cif
+
+        try:
+            return structure_from_cif(value)
+        except Exception:  # noqa: BLE001 - unreadable: the generated structure stands in
+            return None
+    return value
 
 
 def _sid(value):

@@ -88,6 +88,8 @@ class EvaluationConfig:
     ray_address: str | None = None  # with executor "ray": a running cluster; None: Ray on this machine
     model_version: str | None = None
     plots: bool = True
+    structure_column: str | None = None  # PLaID sample CSVs: gen_str (default) | cif | relaxed_cif
+    e_hull_column: str | None = None  # E_hull read from this column of the samples file instead of relaxing
 
     def outcome_settings(self) -> OutcomeSettings:
         return OutcomeSettings(stable_threshold=self.stable_threshold, metastable_threshold=self.metastable_threshold,
@@ -177,7 +179,12 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    samples = load_samples(samples_path)
+    samples = load_samples(samples_path, cfg.structure_column)
+    e_hull_source = relaxed_given = None
+    if e_hull is None and cfg.e_hull_column is not None:
+        from .seed_files import given_e_hull_file
+
+        e_hull, e_hull_source, relaxed_given = given_e_hull_file(samples_path, cfg.e_hull_column)
     reference = ReferenceSet(reference_path)
     cov_reference = ReferenceSet(cfg.coverage_reference) if cfg.coverage_reference else reference
     dataset, dataset_source = (
@@ -188,6 +195,8 @@ def evaluate(
     struct_cut = cfg.struct_cutoff if cfg.struct_cutoff is not None else COVERAGE_CUTOFFS[dataset]["struct"]
     comp_cut = cfg.comp_cutoff if cfg.comp_cutoff is not None else COVERAGE_CUTOFFS[dataset]["comp"]
     samples_sha = samples_sha256(samples_path)
+    if cfg.structure_column is not None:  # another column of the same file: other structures
+        samples_sha = f"{samples_sha}:{cfg.structure_column}"
     check_cfg = {k: getattr(cfg, k) for k in CHECK_KEYS}
 
     jobs = cfg.n_jobs if cfg.executor == "local" else make_executor(cfg.executor, cfg.n_jobs, cfg.ray_address)
@@ -196,11 +205,7 @@ def evaluate(
     outcomes, checks, info = compute_outcomes(
         samples, out_dir, settings, check_cfg=check_cfg, inputs_sha256=samples_sha, reference=novelty_ref,
         reference_sha256=reference.sha256, relaxer=relaxer, hull=hull, no_energy_reason=no_energy or "",
-<<<<<<< HEAD
-        e_hull=e_hull, n_jobs=jobs,
-=======
-        e_hull=e_hull, n_jobs=cfg.n_jobs, dedupe=cfg.dedupe,
->>>>>>> evalspeed
+        e_hull=e_hull, e_hull_source=e_hull_source, relaxed_given=relaxed_given, n_jobs=jobs, dedupe=cfg.dedupe,
     )
     guard_stage(out_dir, "fingerprints.jsonl", [samples_sha, check_cfg, cfg.coverage_over, cfg.fingerprint_timeout_s,
                                                 cfg.orbit_symprec])

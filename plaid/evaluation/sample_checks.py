@@ -84,10 +84,6 @@ def _payload(payload) -> dict:
         return check_sample(*payload)
 
 
-<<<<<<< HEAD
-def run_checks(samples: list[Sample], cfg: dict, path, n_jobs=1) -> dict:
-    """``{sample_id: check record}`` for every sample, resuming from ``path``."""
-=======
 def _sample_key(payload):
     """Samples whose structure (bit for bit), text, representation and error agree get the same checks."""
     sample, _ = payload
@@ -96,10 +92,9 @@ def _sample_key(payload):
     return (structure_key(sample.structure), sample.text, sample.representation, sample.error)
 
 
-def run_checks(samples: list[Sample], cfg: dict, path, n_jobs: int = 1, dedupe: bool = True) -> dict:
+def run_checks(samples: list[Sample], cfg: dict, path, n_jobs=1, dedupe: bool = True) -> dict:
     """``{sample_id: check record}`` for every sample, resuming from ``path``; identical samples
     (:func:`_sample_key`) are checked once when ``dedupe``."""
->>>>>>> evalspeed
     with JsonlWriter(path, key="sample_id") as writer:
         return run_stage(_payload, [(s.sample_id, (s, cfg)) for s in samples], writer, n_jobs, "checks",
                          dedupe_key=_sample_key if dedupe else None)

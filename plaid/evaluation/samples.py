@@ -181,16 +181,24 @@ def samples_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def load_samples(path: str | Path) -> list[Sample]:
+def load_samples(path: str | Path, structure_column: str | None = None) -> list[Sample]:
     """Samples from plaid's JSONL (``.jsonl``/``.json``), a CSV with a ``cif`` column, or a directory / tar archive
-    of CIF files, in input order."""
+    of CIF files, in input order; a PLaID sample CSV (``gen_str`` column) is read by :mod:`.seed_files`, its
+    structures from ``structure_column``."""
     path = Path(path)
     if is_cif_collection(path):
         return load_cif_collection(path)
     if path.suffix.lower() == ".csv":
         import pandas as pd
 
+        from .seed_files import is_plaid_csv, plaid_records
+
         df = pd.read_csv(path)
+        if is_plaid_csv(df.columns) or structure_column not in (None, "cif"):
+            out = [_sample_from_record(r, i) for i, r in enumerate(plaid_records(df.to_dict("records"),
+                                                                                  structure_column))]
+            _check_unique_ids(out, path)
+            return out
         if "cif" not in df.columns:
             raise ValueError(f"{path}: CSV needs a 'cif' column")
         out = []

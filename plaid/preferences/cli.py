@@ -18,10 +18,15 @@ def register(subparsers) -> None:
             "cached in OUT_labels/ and resumes after a kill."
         ),
     )
-    p.add_argument("samples", help="plaid sample JSONL")
+    p.add_argument("samples", help="plaid sample JSONL, or a PLaID sample CSV (gen_str, e_above_hull, ...)")
     p.add_argument("--out", required=True)
     p.add_argument("--labels", default=None, metavar="EVAL_DIR", help="use plaid evaluate results instead of relaxing")
     p.add_argument("--labels-dir", default=None, help="where labelling caches go (default: OUT_labels)")
+    p.add_argument("--e-hull-column", default=None, metavar="COLUMN",
+                   help="take E_hull (eV/atom) from this column/field of SAMPLES (PLaID CSVs: e_above_hull) instead "
+                        "of relaxing")
+    p.add_argument("--structure-column", default=None, choices=["gen_str", "cif", "relaxed_cif"],
+                   help="PLaID sample CSV: where the structures come from (default gen_str, decoded as wyckoff-plaid)")
     p.add_argument("--mode", default="basic", choices=["basic", "tiered", "spacegroup"])
     p.add_argument("--ratio", type=int, default=3, help="rejected per accepted (PLaID: 3)")
     p.add_argument("--threshold", type=float, default=0.08, help="accepted: E_hull below this (eV/atom)")
@@ -75,12 +80,31 @@ def _check_pairs(args: argparse.Namespace) -> None:
     from ..errors import InputError, UsageError
     from ..executors import require_executor
 
-    records = read_jsonl_checked(args.samples, "samples")
+    if Path(args.samples).suffix.lower() == ".csv":
+        from ..evaluation.seed_files import read_plaid_csv
+
+        read_csv_checked(args.samples, "samples", columns=("gen_str",),
+                         hint="give plaid sample JSONL or a PLaID sample CSV (gen_str column)")
+        if args.structure_column is not None:
+            read_csv_checked(args.samples, "samples", columns=(args.structure_column,),
+                             hint="give a PLaID sample CSV (gen_str, cif, relaxed_cif, e_above_hull)")
+        records = read_plaid_csv(args.samples, args.structure_column)[0]
+    elif args.structure_column is not None:
+        raise UsageError("--structure-column reads a column of a PLaID sample CSV; SAMPLES is not a CSV")
+    else:
+        records = read_jsonl_checked(args.samples, "samples")
     # records without sample_id get the ids plaid evaluate gives (their position); a prompt is needed for a pair
     missing = [str(r.get("sample_id", i)) for i, r in enumerate(records) if "prompt" not in r]
     if missing:
         raise InputError(f"samples: {len(missing)} record(s) of {args.samples} lack 'prompt' (first: "
-                         f"{missing[0]}); give the JSONL written by plaid sample")
+                         f"{missing[0]}); give the JSONL written by plaid sample (or PLaID CSV rows whose "
+                         "gen_str holds PLaID's prompt)")
+    if args.e_hull_column is not None:
+        if args.labels is not None or args.hull is not None or args.model_path is not None:
+            raise UsageError("--e-hull-column takes E_hull from the samples file: drop --labels/--hull/--model-path")
+        if not any(args.e_hull_column in r for r in _raw_rows(args.samples)):
+            raise InputError(f"samples: {args.samples} has no {args.e_hull_column!r} column or field; name the one "
+                             "that holds E_hull (PLaID: e_above_hull)")
     require_writable_dir(args.out, "--out")
     labels_dir = Path(args.labels_dir or Path(args.out).with_name(Path(args.out).name + "_labels"))
     require_writable_dir(labels_dir, "--labels-dir")
@@ -95,6 +119,13 @@ def _check_pairs(args: argparse.Namespace) -> None:
         require_dir(args.labels, "plaid evaluate output", "--labels")
         read_csv_checked(Path(args.labels) / "structures.csv", "plaid evaluate results", "--labels",
                          columns=("e_hull",), hint="give the --out directory of a finished plaid evaluate run")
+        return
+    if args.e_hull_column is not None:
+        same_settings(labels_dir / "labeller.json",
+                      {"samples": str(Path(args.samples).resolve()), "e_hull_column": args.e_hull_column,
+                       "structure_column": args.structure_column},
+                      f"the labels in {labels_dir}",
+                      "re-run with the same labelling options to resume, or give another --labels-dir to start clean")
         return
     if args.hull is None and args.reference is None:
         raise UsageError("give --hull (MP hull) or --reference (training CSV for an offline hull), or --labels "
@@ -115,6 +146,18 @@ def _check_pairs(args: argparse.Namespace) -> None:
                   "re-run with the same labelling options to resume, or give another --labels-dir to start clean")
 
 
+def _raw_rows(path) -> list[dict]:
+    from pathlib import Path
+
+    if Path(path).suffix.lower() == ".csv":
+        import pandas as pd
+
+        return [dict.fromkeys(pd.read_csv(path, nrows=0).columns)]
+    from ..io import read_jsonl
+
+    return read_jsonl(path)
+
+
 def _pairs(args: argparse.Namespace) -> int:
     from ..errors import InputError, NothingProducedError
     from ..executors import make_executor
@@ -124,7 +167,7 @@ def _pairs(args: argparse.Namespace) -> int:
     _check_pairs(args)
     jobs = make_executor(args.executor, args.jobs, args.ray_address) if args.executor == "ray" else args.jobs
     relaxer = hull = None
-    if args.labels is None:
+    if args.labels is None and args.e_hull_column is None:
         from ..hull import load_hull
 
         hull = load_hull(args.hull, reference_csv=args.reference if args.hull is None else None)
@@ -135,7 +178,8 @@ def _pairs(args: argparse.Namespace) -> int:
             args.samples, args.out, labels_dir=args.labels_dir, eval_dir=args.labels, mode=args.mode,
             ratio=args.ratio, threshold=args.threshold, stable_threshold=args.stable_threshold, relaxer=relaxer,
             hull=hull, reference_csv=args.reference, test_size=args.test_size, seed=args.seed,
-            push_to_hub=args.push_to_hub, n_jobs=jobs,
+            push_to_hub=args.push_to_hub, n_jobs=jobs, structure_column=args.structure_column,
+            e_hull_column=args.e_hull_column,
         )
     except PairingError as exc:
         where = args.labels or args.labels_dir or f"{args.out}_labels"

@@ -56,6 +56,8 @@ def make_preference_dataset(
     seed: int = 0,
     push_to_hub: str | None = None,
     n_jobs=1,
+    structure_column: str | None = None,
+    e_hull_column: str | None = None,
 ):
     """Label (or read ``eval_dir`` labels), pair, split and save; returns (DatasetDict, stats).
 
@@ -66,7 +68,7 @@ def make_preference_dataset(
 
     from ..evaluation.outcome import OutcomeSettings
 
-    records = read_jsonl(samples)
+    records = read_sample_records(samples, structure_column)
     if not records:
         raise ValueError(f"{samples}: no sample records")
     labels_dir = Path(labels_dir or Path(out_dir).with_name(Path(out_dir).name + "_labels"))
@@ -74,6 +76,19 @@ def make_preference_dataset(
         labels = labels_from_evaluation(records, eval_dir, stable_threshold=stable_threshold, source=str(samples))
         write_labels(labels_dir, labels)
         labeller = {"source": "plaid evaluate", "eval_dir": str(eval_dir), "labels_dir": str(labels_dir)}
+    elif e_hull_column is not None:
+        from ..evaluation.seed_files import given_e_hull_file
+
+        e_hull, given, relaxed_given = given_e_hull_file(samples, e_hull_column)
+        settings = OutcomeSettings(stable_threshold=stable_threshold, metastable_threshold=threshold)
+        reference = reference if reference is not None else load_reference_for_novelty(reference_csv)
+        labels = label_samples(records, labels_dir, relaxer=None, hull=None, reference=reference,
+                               reference_sha256=(reference or {}).get("sha256"), settings=settings,
+                               source=str(samples), e_hull=e_hull, e_hull_source=given,
+                               relaxed_given=relaxed_given)
+        labeller = {"source": "given", "column": e_hull_column, "labels_dir": str(labels_dir),
+                    "outcome_settings": settings.to_dict()}
+        hull = given
     else:
         if relaxer is None or hull is None:
             raise ValueError("labelling needs a relaxer and a hull (or eval_dir with plaid evaluate results)")
@@ -95,8 +110,9 @@ def make_preference_dataset(
         name: Dataset.from_dict({c: [p[c] for p in rows] for c in COLUMNS}, features=features)
         for name, rows in parts.items() if rows
     })
+    described = hull.describe() if hasattr(hull, "describe") else hull if isinstance(hull, dict) else None
     stats.update(split_by=split_by, split_counts={k: len(v) for k, v in parts.items()}, samples=str(samples),
-                 labeller=labeller, hull=hull.describe() if hull is not None and hasattr(hull, "describe") else None,
+                 labeller=labeller, hull=described,
                  labels=_label_summary(labels, threshold, stable_threshold))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,6 +126,15 @@ def make_preference_dataset(
         dataset.push_to_hub(push_to_hub)
         DatasetCard(card).push_to_hub(push_to_hub, repo_type="dataset")
     return dataset, stats
+
+
+def read_sample_records(samples: str | Path, structure_column: str | None = None) -> list[dict]:
+    """plaid sample JSONL records, or those of a PLaID sample CSV (:mod:`plaid.evaluation.seed_files`)."""
+    if Path(samples).suffix.lower() == ".csv":
+        from ..evaluation.seed_files import read_plaid_csv
+
+        return read_plaid_csv(samples, structure_column)[0]
+    return read_jsonl(samples)
 
 
 def _label_summary(labels: list[Label], threshold: float, stable_threshold: float) -> dict:

@@ -89,9 +89,12 @@ def samples_from_records(records: list[dict], source: str = "samples"):
 def label_outcomes(records: list[dict], out_dir, *, relaxer, hull, reference: dict | None = None,
                    reference_sha256: str | None = None, settings: OutcomeSettings | None = None,
                    progress: bool = True, source: str = "samples", batched: bool = True,
-                   n_jobs=1) -> list[Outcome]:
-    """Outcomes of sample records (``plaid sample`` JSONL rows) with ``relaxer`` and ``hull``; cached in ``out_dir``.
-    ``n_jobs``: local processes or a :class:`plaid.executors.Executor` (see ``compute_outcomes``)."""
+                   e_hull: dict | None = None, e_hull_source: dict | None = None,
+                   relaxed_given: dict | None = None, n_jobs=1) -> list[Outcome]:
+    """Outcomes of sample records (``plaid sample`` JSONL rows) with ``relaxer`` and ``hull``, or with given
+    ``e_hull`` values (``{sample_id: E_hull or reason}``, from ``e_hull_source``; ``relaxed_given``: the relaxed
+    structures they belong to) instead; cached in ``out_dir``. ``n_jobs``: local processes or a :class:`plaid.executors.Executor` (see
+    ``compute_outcomes``)."""
     from ..evaluation.compute import compute_outcomes, records_sha256
     from ..evaluation.outcome import write_outcomes
     from ..evaluation.sample_checks import default_check_cfg
@@ -102,7 +105,8 @@ def label_outcomes(records: list[dict], out_dir, *, relaxer, hull, reference: di
     outcomes, _, info = compute_outcomes(
         samples, out_dir, settings, check_cfg=default_check_cfg(), inputs_sha256=sha, reference=reference,
         reference_sha256=reference_sha256 if reference is not None else None, relaxer=relaxer, hull=hull,
-        progress=progress, batched=batched, n_jobs=n_jobs,
+        progress=progress, batched=batched, e_hull=e_hull, e_hull_source=e_hull_source, relaxed_given=relaxed_given,
+        n_jobs=n_jobs,
     )
     write_outcomes(out_dir, outcomes, settings, {"energies": info["energies"], "samples_sha256": sha})
     return outcomes
@@ -120,16 +124,21 @@ def label_samples(
     progress: bool = True,
     source: str = "samples",
     batched: bool = True,
+    e_hull: dict | None = None,
+    e_hull_source: dict | None = None,
+    relaxed_given: dict | None = None,
     n_jobs=1,
 ) -> list[Label]:
     """Label every sample record in input order; resumable through ``out_dir`` (``labels.jsonl`` is rewritten).
 
     ``relaxer``: a ``plaid.relax.Relaxer``; ``hull``: a ``plaid.hull.ReferenceHull``; ``reference``: the training
-    set reduced by ``plaid.evaluation.matching.reduce_reference`` (novelty and S.U.N.; None: not computed)."""
+    set reduced by ``plaid.evaluation.matching.reduce_reference`` (novelty and S.U.N.; None: not computed);
+    ``e_hull``/``e_hull_source``: given labels instead of relaxer and hull (see :func:`label_outcomes`)."""
     out = Path(out_dir)
     outcomes = label_outcomes(records, out, relaxer=relaxer, hull=hull, reference=reference,
                               reference_sha256=reference_sha256, settings=settings, progress=progress, source=source,
-                              batched=batched, n_jobs=n_jobs)
+                              batched=batched, e_hull=e_hull, e_hull_source=e_hull_source,
+                              relaxed_given=relaxed_given, n_jobs=n_jobs)
     labels = [Label.from_outcome(o) for o in outcomes]
     write_labels(out, labels)
     return labels

@@ -3,7 +3,9 @@
 ``get(name)`` returns a ``Representation`` with ``encode(Structure) -> str`` and ``decode(str) -> Structure``;
 ``decode`` raises ``DecodeError`` (a ``ValueError``) for any text that does not describe a crystal.
 
-- ``wyckoff``: PLaID's Wyckoff text (formula, space group, lattice, one line per Wyckoff orbit).
+- ``wyckoff``: plaid's compact Wyckoff text (formula, space group, lattice, one line per Wyckoff orbit).
+- ``wyckoff-plaid``: PLaID's released Wyckoff text, byte for byte (pyxtal formula, ``Spacegroup: F-43m``, ``abc:``,
+  ``angles:``, ``Sites (N)``, orbit lines).
 - ``coords``: Gruver et al.'s plain lattice + one element and one coordinate line per site.
 - ``cif``: CrystaLLM-style standardized, symmetrized CIF.
 """
@@ -14,9 +16,11 @@ from .base import MASK, DecodeError, EncodeError, Representation
 from .cif import CifRepresentation
 from .coords import CoordsRepresentation
 from .wyckoff import WyckoffRepresentation
+from .wyckoff_plaid import PlaidWyckoffRepresentation
 
 REGISTRY: dict[str, type[Representation]] = {
     "wyckoff": WyckoffRepresentation,
+    "wyckoff-plaid": PlaidWyckoffRepresentation,
     "coords": CoordsRepresentation,
     "cif": CifRepresentation,
 }
@@ -41,6 +45,7 @@ __all__ = [
     "EncodeError",
     "Representation",
     "WyckoffRepresentation",
+    "PlaidWyckoffRepresentation",
     "CoordsRepresentation",
     "CifRepresentation",
     "available",

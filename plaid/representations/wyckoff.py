@@ -1,4 +1,5 @@
-"""PLaID's Wyckoff text: formula, space group, lattice, then one line per Wyckoff orbit.
+"""plaid's compact Wyckoff text (after PLaID's; ``wyckoff_plaid`` is PLaID's own format, on the same machinery):
+formula, space group, lattice, then one line per Wyckoff orbit.
 
     Ba1 Ti1 O3
     221
@@ -84,7 +85,7 @@ class WyckoffRepresentation(Representation):
             raise EncodeError("partial occupancy: only ordered structures can be encoded")
         if len(structure) == 0:
             raise EncodeError("empty structure")
-        cell = _cell(structure)
+        cell = self._input_cell(structure)
         reasons = []
         for symprec in self.symprecs:
             try:
@@ -93,37 +94,17 @@ class WyckoffRepresentation(Representation):
                 reasons.append(f"symprec={symprec}: {exc}")
         raise EncodeError("no consistent symmetry found (" + "; ".join(reasons) + ")")
 
-    def _encode_at(self, cell, symprec: float) -> str:
-        with quiet_spglib():
-            ds = spglib.get_symmetry_dataset(cell, symprec=symprec)
-        if ds is None:
-            raise EncodeError("spglib found no symmetry")
-        group = space_group(ds.number)
-        if ds.hall_number != group.hall_number:  # e.g. origin choice 1 -> 2: standardise in the tables' setting
-            with quiet_spglib():
-                ds = spglib.get_symmetry_dataset(cell, symprec=symprec, hall_number=group.hall_number)
-            if ds is None or ds.number != group.number:
-                raise EncodeError(f"spglib could not standardise to Hall setting {group.hall_number}")
+    def _input_cell(self, structure: Structure):
+        """The spglib cell the symmetry search starts from."""
+        return _cell(structure)
 
-        # std-cell atom -> orbit and Wyckoff letter, through the primitive-cell index both cells map to.
-        prim_orbit = dict(zip(ds.mapping_to_primitive, ds.crystallographic_orbits))
-        prim_letter = dict(zip(ds.mapping_to_primitive, ds.wyckoffs))
+    def _encode_at(self, cell, symprec: float) -> str:
+        group, ds, orbits = standard_orbits(cell, symprec)
         matrix = np.asarray(ds.std_lattice)
         positions = np.asarray(ds.std_positions)
-        orbits: dict[int, list[int]] = {}
-        for j, p in enumerate(ds.std_mapping_to_primitive):
-            orbits.setdefault(int(prim_orbit[p]), []).append(j)
-
         lines = []
         counts: dict[str, int] = {}
-        for members in orbits.values():
-            p = ds.std_mapping_to_primitive[members[0]]
-            letter = prim_letter[p]
-            wp = group.wyckoff.get(letter)
-            if wp is None:
-                raise EncodeError(f"letter {letter} not in space group {group.number} tables")
-            if len(members) != wp.multiplicity:
-                raise EncodeError(f"orbit {wp.label} has {len(members)} sites in the standard cell")
+        for wp, members in orbits:
             best = None
             for j in members:
                 q, dist = wp.project(positions[j], matrix)
@@ -163,35 +144,21 @@ class WyckoffRepresentation(Representation):
         number = parse_int(lines[1], "space group")
         if not 1 <= number <= 230:
             raise DecodeError(f"unknown space group {number}: not in 1-230")
-        lengths = lines[2].split()
-        angles = lines[3].split()
-        if len(lengths) != 3 or len(angles) != 3:
-            raise DecodeError("lattice lines must hold three lengths and three angles")
-        params = [parse_float(t, "lattice length") for t in lengths] + [
-            parse_float(t, "lattice angle") for t in angles
-        ]
-        rounding = [0.5 * 10.0 ** -(len(t.split(".")[1]) if "." in t else 0) for t in lengths + angles]
-        orbits = []
-        for i, ln in enumerate(lines[4:], start=1):
-            parts = ln.split()
-            if len(parts) != 5:
-                raise DecodeError(f"orbit line {i} {ln!r}: expected element, x, y, z, Wyckoff label")
-            symbol = check_element(parts[0])
-            xyz = np.array([parse_float(t, f"orbit line {i} coordinate") for t in parts[1:4]])
-            m = _LABEL.fullmatch(parts[4])
-            if not m:
-                raise DecodeError(f"orbit line {i}: bad Wyckoff label {parts[4]!r}")
-            orbits.append((symbol, xyz, int(m.group(1)), m.group(2)))
+        params, rounding = parse_lattice(lines[2].split(), lines[3].split())
         return {
             "formula": formula,
             "space_group": number,
             "lattice": params,
             "rounding": rounding,
-            "orbits": orbits,
+            "orbits": parse_orbits(lines[4:]),
         }
 
     def _decode(self, text: str) -> Structure:
-        parsed = self.parse(text)
+        return self._build(self.parse(text))
+
+    def _build(self, parsed: dict) -> Structure:
+        """The structure of parsed text (see ``parse``): lattice checked against the crystal system (strict) or
+        snapped onto it, each representative projected onto its Wyckoff position and expanded, counts checked."""
         group = space_group(parsed["space_group"])
         check_lattice_parameters(*parsed["lattice"])
         if self.strict:
@@ -266,6 +233,68 @@ class WyckoffRepresentation(Representation):
             if parts[0] == element:
                 lines[i] = mask + (" " + parts[1] if len(parts) > 1 else "")
         return "\n".join(lines)
+
+
+def parse_lattice(lengths: list[str], angles: list[str]) -> tuple[list[float], list[float]]:
+    """Three length and three angle tokens -> (a, b, c, alpha, beta, gamma) and each one's rounding (half a unit
+    in its last written digit)."""
+    if len(lengths) != 3 or len(angles) != 3:
+        raise DecodeError("lattice lines must hold three lengths and three angles")
+    params = [parse_float(t, "lattice length") for t in lengths] + [parse_float(t, "lattice angle") for t in angles]
+    rounding = [0.5 * 10.0 ** -(len(t.split(".")[1]) if "." in t else 0) for t in lengths + angles]
+    return params, rounding
+
+
+def parse_orbits(lines: list[str]) -> list[tuple[str, np.ndarray, int, str]]:
+    """Orbit lines ``El x y z <multiplicity><letter>`` -> (element, xyz, multiplicity, letter) each."""
+    orbits = []
+    for i, ln in enumerate(lines, start=1):
+        parts = ln.split()
+        if len(parts) != 5:
+            raise DecodeError(f"orbit line {i} {ln!r}: expected element, x, y, z, Wyckoff label")
+        symbol = check_element(parts[0])
+        xyz = np.array([parse_float(t, f"orbit line {i} coordinate") for t in parts[1:4]])
+        m = _LABEL.fullmatch(parts[4])
+        if not m:
+            raise DecodeError(f"orbit line {i}: bad Wyckoff label {parts[4]!r}")
+        orbits.append((symbol, xyz, int(m.group(1)), m.group(2)))
+    return orbits
+
+
+def standard_orbits(cell, symprec: float, angle_tolerance: float = -1.0):
+    """spglib's standard conventional cell in the tables' Hall setting (pyxtal's ITA settings) and its Wyckoff
+    orbits: ``(group, dataset, [(WyckoffPosition, [std-cell atom indices]), ...])``, orbits in order of their first
+    atom in the standard cell. Raises EncodeError when spglib finds no symmetry or orbits the tables disagree with.
+    ``angle_tolerance``: spglib's (degrees; -1 is spglib's default)."""
+    with quiet_spglib():
+        ds = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=angle_tolerance)
+    if ds is None:
+        raise EncodeError("spglib found no symmetry")
+    group = space_group(ds.number)
+    if ds.hall_number != group.hall_number:  # e.g. origin choice 1 -> 2: standardise in the tables' setting
+        with quiet_spglib():
+            ds = spglib.get_symmetry_dataset(
+                cell, symprec=symprec, angle_tolerance=angle_tolerance, hall_number=group.hall_number
+            )
+        if ds is None or ds.number != group.number:
+            raise EncodeError(f"spglib could not standardise to Hall setting {group.hall_number}")
+
+    # std-cell atom -> orbit and Wyckoff letter, through the primitive-cell index both cells map to.
+    prim_orbit = dict(zip(ds.mapping_to_primitive, ds.crystallographic_orbits))
+    prim_letter = dict(zip(ds.mapping_to_primitive, ds.wyckoffs))
+    members: dict[int, list[int]] = {}
+    for j, p in enumerate(ds.std_mapping_to_primitive):
+        members.setdefault(int(prim_orbit[p]), []).append(j)
+    orbits = []
+    for atoms in members.values():
+        letter = prim_letter[ds.std_mapping_to_primitive[atoms[0]]]
+        wp = group.wyckoff.get(letter)
+        if wp is None:
+            raise EncodeError(f"letter {letter} not in space group {group.number} tables")
+        if len(atoms) != wp.multiplicity:
+            raise EncodeError(f"orbit {wp.label} has {len(atoms)} sites in the standard cell")
+        orbits.append((wp, atoms))
+    return group, ds, orbits
 
 
 @cache

@@ -26,11 +26,11 @@ from collections.abc import Mapping, Sequence
 
 from transformers import LogitsProcessor
 
-from .grammar import BIG, CoordsGrammar, ElementGrammar, State, WyckoffGrammar
+from .grammar import BIG, CoordsGrammar, ElementGrammar, PlaidWyckoffGrammar, State, WyckoffGrammar
 
 logger = logging.getLogger(__name__)
 
-CONSTRAINED_REPRESENTATIONS = ("wyckoff", "coords")
+CONSTRAINED_REPRESENTATIONS = ("wyckoff", "wyckoff-plaid", "coords")
 
 
 def token_strings(tokenizer) -> list[str | None]:
@@ -173,6 +173,8 @@ def make_grammar(representation: str, conditions: Mapping | None = None, task: s
             raise ValueError(f"formula {conditions['formula']} has more than max_atoms={max_atoms} atoms")
     groups = [int(conditions["spacegroup"])] if "spacegroup" in conditions else None
     grammar = WyckoffGrammar(compositions=compositions, space_groups=groups, **options)
+    if representation == "wyckoff-plaid":  # PLaID's words around the same Wyckoff rules
+        grammar = PlaidWyckoffGrammar(grammar)
     try:
         grammar.check_feasible()
     except ValueError:

@@ -5,7 +5,8 @@
 - ``sites``: Wyckoff site counting (``SiteCounter``: fewest orbits filling element counts);
 - ``cell``: lattice rules (crystal system, cell, volume per atom, smallest singular value) as intervals;
 - ``placement``: decoded orbits, interatomic distances, witness placements;
-- ``wyckoff``, ``coords``, ``element``: the grammars of the Wyckoff text, the coords text and infill answers.
+- ``wyckoff``, ``coords``, ``element``: the grammars of the Wyckoff text, the coords text and infill answers;
+- ``wyckoff_plaid``: PLaID's released Wyckoff text, as a translation onto ``wyckoff``'s grammar.
 
 A grammar's interface, used per row by ``constrained.GrammarLogitsProcessor`` (and by any other decoder, e.g.
 tree search): ``initial() -> State``; ``step(state, ch) -> State | None``; ``next_chars(state)`` (a superset of the
@@ -20,6 +21,7 @@ from .element import ElementGrammar
 from .numbers import number_complete, number_prefix_ok
 from .sites import GroupSlots, Option, SiteCounter, group_slots
 from .wyckoff import WyckoffGrammar
+from .wyckoff_plaid import PlaidWyckoffGrammar
 
 __all__ = [
     "BIG",
@@ -30,6 +32,7 @@ __all__ = [
     "GroupSlots",
     "LatticePlan",
     "Option",
+    "PlaidWyckoffGrammar",
     "SiteCounter",
     "State",
     "WyckoffGrammar",
