@@ -113,6 +113,7 @@ def test_published_layout_has_no_tokenizer_and_a_hub_base(published):
                                                         "adapter_model.safetensors"]  # fmt: skip
 
 
+@pytest.mark.timeout(900)  # one subprocess: 8 s of CPU, but 8+ minutes of wall time on a loaded 2-core machine
 def test_hub_id_base_resolves_from_the_cache_offline(published):
     """plaid sample --model ADAPTER, HF_HUB_OFFLINE=1 and the base only in the (temporary) cache: the base and its
     tokenizer load from the cache snapshot and sampling writes every record."""
@@ -124,7 +125,7 @@ def test_hub_id_base_resolves_from_the_cache_offline(published):
         [sys.executable, "-m", "plaid.cli", "sample", "--model", str(adapter), "--representation", "wyckoff",
          "--num-samples", "2", "--batch-size", "2", "--max-new-tokens", "6", "--device", "cpu",
          "--dtype", "bfloat16", "--out", str(out), "--no-progress"],  # fmt: skip
-        env=env, capture_output=True, text=True, timeout=540,  # a loaded 2-core machine: minutes of wall time
+        env=env, capture_output=True, text=True, timeout=840,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]
