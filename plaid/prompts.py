@@ -55,6 +55,7 @@ TASK_INSTRUCTIONS: dict[str, str] = {
     ),
     "cif": "Generate the CIF file of the crystal:",
 }
+TASK_INSTRUCTIONS["wyckoff-plaid"] = TASK_INSTRUCTIONS["wyckoff"]  # the same content in PLaID's words
 INFILL_INSTRUCTION = f"Generate an element that could replace {MASK} in the bulk material:"
 
 # PLaID's and crystal-text-llm's sentences (their spelling: "spacegroup", no units)

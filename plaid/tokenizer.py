@@ -104,6 +104,8 @@ def vocabulary(representation: str) -> tuple[list[str], list[str]]:
         )
     words = {MASK, *prompt_words(), *element_symbols()}
     sg_symbols: list[str] = []
+    if representation == "wyckoff-plaid":  # PLaID's fixed words (symbols are spelled by characters)
+        words.update(("Spacegroup:", "abc:", "angles:", "Sites"))
     if representation == "cif":
         words.update(CIF_KEYWORDS)
         sg_symbols = [s for s in space_group_symbols() if len(s) > 1]

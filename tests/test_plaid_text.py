@@ -330,3 +330,32 @@ def test_crystallm_multiplicity_check_reads_plaid_text():
 
     assert site_multiplicity_consistent(NACL, "wyckoff-plaid") is True
     assert site_multiplicity_consistent(NACL.replace("Na4Cl4", "Na8Cl4"), "wyckoff-plaid") is False
+
+
+def test_plaid_sample_cli_writes_plaid_text_in_plaid_prompts(tmp_path):
+    """`plaid sample --representation wyckoff-plaid --prompt-style plaid-paper --constrained`: PLaID's exact prompt
+    (as a published PLaID adapter was trained on), texts that decode, the requested formula in the cell."""
+    import json
+
+    import torch
+    from pymatgen.core import Composition
+
+    from plaid.cli import main
+    from plaid.prompts import generation_prompt
+    from plaid.tokenizer import build_tokenizer
+    from plaid.training.model import create_local_model
+
+    torch.manual_seed(0)
+    path = create_local_model("plaid-tiny-llama", build_tokenizer("wyckoff-plaid"), tmp_path / "tiny")
+    out = tmp_path / "s.jsonl"
+    code = main(["sample", "--model", str(path), "--representation", "wyckoff-plaid", "--prompt-style", "plaid-paper",
+                 "--formula", "NaCl", "--constrained", "--num-samples", "2", "--batch-size", "2", "--out", str(out),
+                 "--no-progress", "--max-new-tokens", "200"])
+    assert code == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 2
+    for r in records:
+        assert r["prompt"] == generation_prompt("wyckoff-plaid", {"formula": "NaCl"}, style="plaid-paper")
+        assert r["prompt"].startswith("Below is a description of a bulk material. The chemical formula is NaCl. ")
+        s = get("wyckoff-plaid").decode(r["text"])
+        assert s.composition.reduced_formula == Composition("NaCl").reduced_formula

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     )
     build.add_argument("source")
     build.add_argument("--out", required=True, help="output directory (dataset/, README.md, build_report.json)")
-    build.add_argument("--representation", default="wyckoff", choices=["wyckoff", "coords", "cif"])
+    build.add_argument("--representation", default="wyckoff", choices=["wyckoff", "wyckoff-plaid", "coords", "cif"])
     build.add_argument(
         "--prompt-style",
         default="plaid",

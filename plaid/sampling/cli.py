@@ -29,7 +29,7 @@ def register(subparsers) -> None:
         help="the adapter's base model directory (or Hub id), instead of the base_model_name_or_path its "
         "adapter_config.json records",
     )
-    p.add_argument("--representation", default="wyckoff", choices=("wyckoff", "coords", "cif"))
+    p.add_argument("--representation", default="wyckoff", choices=("wyckoff", "wyckoff-plaid", "coords", "cif"))
     p.add_argument(
         "--prompt-style",
         default=None,
