@@ -5,7 +5,7 @@
 set -euo pipefail
 export PLAID_DATA_DIR=${PLAID_DATA_DIR:-../shared/data} HF_HUB_OFFLINE=1
 MODEL=outputs/carbon_24/sft_scratch
-NUM_SAMPLES=${NUM_SAMPLES:-100}
+NUM_SAMPLES=${NUM_SAMPLES:-64}
 NUM_TARGETS=${NUM_TARGETS:-60}   # first K of the 112 test structures (empty: all)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread per job: faster on a shared 2-core machine
 REFS=$PLAID_DATA_DIR/mp/2023-02-07-mp-elemental-reference-entries.json.gz   # the hull: C's MP ground state
