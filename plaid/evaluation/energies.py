@@ -36,8 +36,9 @@ def relax_and_hull(
 
     Returns ``({sample_id: {relax_status, relax_reason, energy_per_atom, relaxed_spacegroup, e_hull,
     e_hull_reason}}, {sample_id: relaxed Structure})``. ``executor``: see :meth:`plaid.relax.Relaxer.relax`."""
+    extra = {"executor": executor} if executor is not None else {}  # relaxers without executors keep working
     results = relaxer.relax([s for _, s in todo], ids=[sid for sid, _ in todo], out_path=out_path,
-                            progress=progress, batched=batched, executor=executor) if todo else []
+                            progress=progress, batched=batched, **extra) if todo else []
     fields: dict[str, dict] = {}
     relaxed: dict[str, object] = {}
     for (sid, _), r in zip(todo, results):
