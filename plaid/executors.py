@@ -12,6 +12,7 @@ turns one into the other.
 
 from __future__ import annotations
 
+import copy
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
@@ -114,7 +115,9 @@ class RayExecutor(Executor):
             if not pending:
                 return
             done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+            # ray.get hands numpy arrays back as read-only views of its object store; results are used (and
+            # written to, e.g. by pymatgen's corrections) as plain objects, so each is copied once
+            yield copy.deepcopy(ray.get(done[0]))
 
     def describe(self) -> dict:
         return {"executor": "ray", "workers": self.workers, "address": self.address or "local",

@@ -83,9 +83,11 @@ def test_relaxation_on_ray_is_the_local_relaxation_and_resumes(executor, tmp_pat
 
 def _dies_once(payload):
     """Kills its own worker process the first time it sees an item (a marker file says it was seen)."""
-    marker, value = payload
+    marker, value, driver_pid = payload
     if not Path(marker).exists():
         Path(marker).write_text("seen")
+        if os.getpid() == driver_pid:  # run here, not on a worker: fail the test instead of ending the session
+            raise AssertionError("the task ran in the driver process, not on a Ray worker")
         os._exit(1)
     return {"square": value * value, "pid": os.getpid()}
 
@@ -93,14 +95,14 @@ def _dies_once(payload):
 def test_a_task_whose_worker_dies_is_run_again(executor, tmp_path):
     from plaid.evaluation.stages import run_stage
 
-    items = [(f"k{i}", (str(tmp_path / f"m{i}"), i)) for i in range(3)]
+    items = [(f"k{i}", (str(tmp_path / f"m{i}"), i, os.getpid())) for i in range(3)]
     with JsonlWriter(tmp_path / "stage.jsonl", key="id") as writer:
         out = run_stage(_dies_once, items, writer, executor, "dies once")
     assert {k: r["square"] for k, r in out.items()} == {"k0": 0, "k1": 1, "k2": 4}
     assert len(read_jsonl(tmp_path / "stage.jsonl")) == 3
     assert all(Path(tmp_path / f"m{i}").exists() for i in range(3))
-    with pytest.raises(SystemExit):  # the same function in this process would end it: it really dies
-        _dies_once((str(tmp_path / "fresh"), 0))
+    with pytest.raises(AssertionError, match="driver"):  # here it refuses; on a worker it really exits
+        _dies_once((str(tmp_path / "fresh"), 0, os.getpid()))
 
 
 def test_labels_on_ray_are_the_local_labels(executor, tmp_path, perov_csv, perov_structures, m3gnet_path):
