@@ -54,7 +54,7 @@ def test_roundtrip_matches_real_structures(name, n):
 
 
 def test_registry():
-    assert available() == ["wyckoff", "coords", "cif"]
+    assert available() == ["wyckoff", "wyckoff-plaid", "coords", "cif"]
     with pytest.raises(ValueError, match="unknown representation"):
         get("smiles")
 
