@@ -23,17 +23,14 @@ import math
 import re
 from pathlib import Path
 
+from plaid.prompts import INFILL_HEADER, INFILL_INSTRUCTION, SEED_INSTRUCTION
 from plaid.representations.base import MASK
 
-# The ends of PLaID's prompts (its llm_finetune.py / llm_sample.py), where the generated text starts.
-PLAID_GENERATION_PROMPT_END = (
-    "Generate a description of the lengths and angles of the lattice vectors "
-    "and then the element type and coordinates for each atom within the lattice:\n"
-)
-PLAID_INFILL_PROMPT_HEADER = (
-    'Below is a partial description of a bulk material where one element has been replaced with the string "[MASK]":\n'
-)
-PLAID_INFILL_PROMPT_END = "Generate an element that could replace [MASK] in the bulk material:\n"
+# The ends of PLaID's prompts, where the generated text starts: the `plaid-paper` prompt style's own strings
+# (plaid.prompts is the one place prompts are written).
+PLAID_GENERATION_PROMPT_END = SEED_INSTRUCTION
+PLAID_INFILL_PROMPT_HEADER = INFILL_HEADER + "\n"
+PLAID_INFILL_PROMPT_END = INFILL_INSTRUCTION + "\n"
 PLAID_REPRESENTATION = "wyckoff-plaid"
 PLAID_STRUCTURE_COLUMNS = ("gen_str", "cif", "relaxed_cif")
 PLAID_E_HULL_COLUMN = "e_above_hull"
