@@ -77,6 +77,33 @@ def test_wyckoff_known_answer_rocksalt():
     assert decoded.get_space_group_info()[1] == 225
 
 
+def test_wyckoff_fixes_the_floating_origin_of_polar_groups():
+    """Pmm2 (origin free along c): every translation along c is one crystal, so one text, first site at z = 0."""
+    from plaid.representations.spacegroups import floating_axes
+
+    assert floating_axes(25) == (2,) and floating_axes(1) == (0, 1, 2) and floating_axes(6) == (0, 2)
+    assert floating_axes(221) == floating_axes(2) == floating_axes(123) == ()
+    species = ["Mg", "Ti", "S", "O", "O"]
+    coords = [[0, 0, 0.71], [0.5, 0.5, 0.614], [0, 0.5, 0.39], [0.5, 0, 0.622], [0.5, 0.5, 0.015]]
+    base = Structure(Lattice.tetragonal(4.3, 4.31), species, coords)
+    rep, free = get("wyckoff"), get("wyckoff", fixed_origin=False)
+    text = rep.encode(base)
+    assert text.splitlines()[1] == "25"
+    first = text.splitlines()[4].split()
+    assert first[0] == "Mg" and first[3] == "0.000"
+    matcher = StructureMatcher()
+    for dz in (0.1, 0.37, 0.5, 0.93):
+        moved = base.copy()
+        moved.translate_sites(range(len(moved)), [0, 0, dz], frac_coords=True)
+        assert rep.encode(moved) == text
+        assert matcher.fit(rep.decode(text), moved)
+    moved.translate_sites(range(len(moved)), [0, 0, 0.2], frac_coords=True)
+    assert free.encode(moved) != free.encode(base)  # the old text carried the arbitrary offset
+    cubic = Structure(Lattice.cubic(3.95), ["Ba", "Ti", "O", "O", "O"],
+                      [[0.5] * 3, [0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    assert rep.encode(cubic) == free.encode(cubic)  # a fixed origin is left alone
+
+
 def test_wyckoff_lenient_decoder_snaps_special_positions_and_lattice():
     rep = get("wyckoff", strict=False)
     # Rutile TiO2 (P4_2/mnm): O on 4f (x, x, 0); the text is slightly off the special position and off-tetragonal.

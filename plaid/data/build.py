@@ -236,6 +236,7 @@ def build_dataset(
     if out_path:
         cache = out_path / ENCODED_FILE
         _invalidate_stale_cache(cache, {"source": source_desc, "representation": representation,
+                                        "text_version": rep.text_version,
                                         "options": representation_options or {}, "max_structures": max_structures})
     enc = encode_frame(df, representation, representation_options, num_proc, cache, chunk_size=chunk_size)
 

@@ -29,6 +29,7 @@ class Representation(ABC):
     ``mask_element``; ``decode`` guarantees that only ``DecodeError`` escapes."""
 
     name: str = ""
+    text_version: int = 1  # bumped when the encoder writes a different text for the same structure
 
     @abstractmethod
     def encode(self, structure: Structure) -> str: ...

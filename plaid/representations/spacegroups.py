@@ -88,6 +88,16 @@ def space_group(number: int) -> SpaceGroupInfo:
 
 
 @cache
+def floating_axes(number: int) -> tuple[int, ...]:
+    """Axes (0, 1, 2 for a, b, c) along which the origin of space group ``number`` floats: every rotation of the
+    group fixes the axis, so a translation along it maps the crystal onto an equivalent description (polar groups:
+    c in mm2, 4, 4mm, 3, 3m, 6, 6mm; b in 2; a and c in m; all three in 1). Empty for groups with a fixed origin."""
+    general = max(space_group(number).wyckoff.values(), key=lambda wp: wp.multiplicity)
+    rotations = general.ops[:, :, :3]
+    return tuple(i for i in range(3) if np.allclose(rotations[:, :, i], np.eye(3)[:, i]))
+
+
+@cache
 def symbol_to_number() -> dict[str, int]:
     """Hermann-Mauguin symbols (pyxtal short symbols, spaces removed, and spglib's for every setting) -> number."""
     import spglib

@@ -14,7 +14,10 @@ standard setting, as in pyxtal); lines 3-4 the conventional lattice (Angstrom, d
 element, the representative site's fractional coordinates and the Wyckoff label (multiplicity + letter).
 
 The encoder reads symmetry with spglib directly (falling back through looser-to-tighter ``symprecs``) and picks
-as representative the orbit member lying on the position's first operation. The decoder checks the lattice
+as representative the orbit member lying on the position's first operation. In a polar space group the origin
+floats along the polar axes (any translation along them describes the same crystal); with ``fixed_origin`` (the
+default) the encoder moves it so that the first orbit line's site sits at 0 along those axes, so one crystal has
+one text and the model need not learn an arbitrary offset. The decoder checks the lattice
 against the crystal system: in strict mode (the default) parameters that contradict the space group by more than
 the text's rounding are a ``DecodeError`` naming the numbers; in lenient mode (``strict=False``) they are snapped
 onto the crystal system and ``lattice_snap(text)`` says by how much. It then projects each representative onto its Wyckoff position, expands it with that position's
@@ -44,7 +47,7 @@ from .base import (
     wrap_frac,
 )
 from .quiet import quiet_spglib
-from .spacegroups import constrain_lattice, lattice_snap, lattice_violations, space_group
+from .spacegroups import constrain_lattice, floating_axes, lattice_snap, lattice_violations, space_group
 
 _LABEL = re.compile(r"(\d+)([a-zA-Z])")
 
@@ -64,6 +67,7 @@ def _parameters(matrix: np.ndarray) -> tuple[float, ...]:
 
 class WyckoffRepresentation(Representation):
     name = "wyckoff"
+    text_version = 2  # 2: fixed origin along polar axes
 
     def __init__(
         self,
@@ -72,8 +76,10 @@ class WyckoffRepresentation(Representation):
         coord_decimals: int = 3,
         symprecs: tuple[float, ...] = (0.1, 0.01, 0.001),
         strict: bool = True,
+        fixed_origin: bool = True,
     ):
         self.strict = strict
+        self.fixed_origin = fixed_origin
         self.length_decimals = length_decimals
         self.angle_decimals = angle_decimals
         self.coord_decimals = coord_decimals
@@ -102,6 +108,27 @@ class WyckoffRepresentation(Representation):
         group, ds, orbits = standard_orbits(cell, symprec)
         matrix = np.asarray(ds.std_lattice)
         positions = np.asarray(ds.std_positions)
+        lines, counts = self._orbit_lines(ds, orbits, matrix, positions)
+        axes = floating_axes(group.number) if self.fixed_origin else ()
+        if axes:  # polar group: move the origin so the first line's site sits at 0 along every floating axis
+            shift = np.zeros(3)
+            shift[list(axes)] = -lines[0][1][list(axes)]
+            lines, counts = self._orbit_lines(ds, orbits, matrix, positions + shift)
+        order = {el: i for i, el in enumerate(sorted(counts, key=lambda e: (_electronegativity(e), e)))}
+        a, b, c, alpha, beta, gamma = constrain_lattice(group.lattice_type, *_parameters(matrix))
+        out = [
+            _formula(counts, order),
+            str(group.number),
+            " ".join(fmt(v, self.length_decimals) for v in (a, b, c)),
+            " ".join(fmt(v, self.angle_decimals) for v in (alpha, beta, gamma)),
+        ]
+        for symbol, rep, wp in lines:
+            coords = " ".join(fmt(v, self.coord_decimals) for v in rep)
+            out.append(f"{symbol} {coords} {wp.label}")
+        return "\n".join(out)
+
+    def _orbit_lines(self, ds, orbits, matrix: np.ndarray, positions: np.ndarray):
+        """One ``(symbol, representative, WyckoffPosition)`` per orbit, in text order, and the element counts."""
         lines = []
         counts: dict[str, int] = {}
         for wp, members in orbits:
@@ -120,17 +147,7 @@ class WyckoffRepresentation(Representation):
 
         order = {el: i for i, el in enumerate(sorted(counts, key=lambda e: (_electronegativity(e), e)))}
         lines.sort(key=lambda item: (order[item[0]], item[2].letter, tuple(item[1])))
-        a, b, c, alpha, beta, gamma = constrain_lattice(group.lattice_type, *_parameters(matrix))
-        out = [
-            _formula(counts, order),
-            str(group.number),
-            " ".join(fmt(v, self.length_decimals) for v in (a, b, c)),
-            " ".join(fmt(v, self.angle_decimals) for v in (alpha, beta, gamma)),
-        ]
-        for symbol, rep, wp in lines:
-            coords = " ".join(fmt(v, self.coord_decimals) for v in rep)
-            out.append(f"{symbol} {coords} {wp.label}")
-        return "\n".join(out)
+        return lines, counts
 
     # ------------------------------------------------------------------------------------------------ decode
     def parse(self, text: str) -> dict:

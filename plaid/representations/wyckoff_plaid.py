@@ -92,6 +92,7 @@ class PlaidWyckoffRepresentation(WyckoffRepresentation):
     """PLaID's released Wyckoff text (see module docstring). ``symprecs``: PLaID's tolerances, 0.01 then 1e-4."""
 
     name = "wyckoff-plaid"
+    text_version = 1  # PLaID's text, byte for byte
 
     def __init__(
         self,
