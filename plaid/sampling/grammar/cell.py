@@ -188,11 +188,23 @@ class LatticePlan:
             for lo, hi in self.length_intervals(())
         )
 
+    def angle_boxes(self, lengths: tuple[float, ...], done: tuple[float, ...]) -> tuple[int, ...]:
+        """Boxes the lengths fit whose angle intervals hold every angle read so far (``done``): the placements
+        still valid. An angle allowed by the union of the boxes' intervals keeps at least one of them."""
+        free = [k for k in range(len(done)) if 3 + k not in self.forced]  # forced angles hold in every box
+        return tuple(
+            v for v in self.alive(lengths)
+            if all(lo - 1e-9 <= done[k] <= hi + 1e-9
+                   for k in free
+                   for lo, hi in [self._angle_interval(lengths, done[:k], self.boxes[v][0])])
+        )
+
     def angle_interval(self, lengths: tuple[float, ...], done: tuple[float, ...]) -> tuple[float, float]:
         """Interval of angle number ``len(done)`` (alpha, beta, gamma) given the lengths and earlier angles: the
-        union over the boxes the lengths fit (each contains 90 degrees, so the union is an interval)."""
+        union over the boxes still valid (``angle_boxes``; each interval contains 90 degrees, so the union is an
+        interval)."""
         los, his = [], []
-        for v in self.alive(lengths):
+        for v in self.angle_boxes(lengths, done):
             lo, hi = self._angle_interval(lengths, done, self.boxes[v][0])
             if lo <= hi:
                 los.append(lo)

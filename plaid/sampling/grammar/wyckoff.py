@@ -570,16 +570,18 @@ def _start_orbits(g: WyckoffGrammar, ctx: Ctx, angles: tuple[float, ...]) -> Sta
     except DecodeError:
         return None
     geom = Geometry(Lattice.from_parameters(*params), g.min_distance)
-    box = ctx.plan.box_of(ctx.lengths)
-    if box is None:
-        return None  # cannot happen: every length was read against a box the earlier ones fit
-    witness = []
-    for o in ctx.spread[box]:  # re-decode in the real metric (identical points when written exactly on the position)
-        pts = decode_points(ctx.sg, o.option.letter, o.values(), geom.matrix)
-        witness.append(Orbit(o.element, o.option, o.written, pts))
-    atoms = orbit_atoms(witness)
-    if not geom.clear(atoms[:0] if len(atoms) < 2 else atoms):
-        return None  # cannot happen: the lattice rules keep the spread placement min_distance apart
+    # the first placement (box) whose lattice rules the lengths and angles met: the angles were read against the
+    # union of the valid boxes' intervals, so the first box the lengths fit need not be one of them
+    for box in ctx.plan.angle_boxes(ctx.lengths, angles):
+        witness = []
+        for o in ctx.spread[box]:  # re-decode in the real metric (identical points when written on the position)
+            pts = decode_points(ctx.sg, o.option.letter, o.values(), geom.matrix)
+            witness.append(Orbit(o.element, o.option, o.written, pts))
+        atoms = orbit_atoms(witness)
+        if geom.clear(atoms[:0] if len(atoms) < 2 else atoms):
+            break
+    else:
+        return None  # cannot happen: the lattice rules keep a valid box's placement min_distance apart
     new = replace(
         ctx,
         geom=geom,
