@@ -106,12 +106,19 @@ def test_masks_match_brute_force_on_sampled_states(llama_tok, trie, representati
     # a tight budget too: tokens whose completion no longer fits must be masked
     sampled += [(st, st.u + 1, text) for st, _, text in sampled[1::4]]
     strings = trie.strings
+    by_first: dict[str, list[int]] = {}
+    for i, s in enumerate(strings):
+        if s:
+            by_first.setdefault(s[0], []).append(i)
     for state, budget, prefix in sampled:
         allowed = trie.allowed(grammar, state, budget)
         brute = set()
-        for i, s in enumerate(strings):
-            if s:
-                nxt = grammar.feed(s, state)
+        for first, ids in by_first.items():  # exact: the grammar reads characters, feed(s) = feed(s[1:], feed(s[0]))
+            after = grammar.feed(first, state)
+            if after is None:
+                continue
+            for i in ids:
+                nxt = grammar.feed(strings[i][1:], after) if len(strings[i]) > 1 else after
                 if nxt is not None and nxt.u <= budget:
                     brute.add(i)
         assert set(allowed) == brute, prefix
