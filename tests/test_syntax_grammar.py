@@ -85,9 +85,12 @@ def test_hf_generate_with_xgrammar_writes_the_syntax(llama_tok):
     enc = tok([prompt] * 4, return_tensors="pt")
     processor = xgrammar_processor(tok, syntax_grammar("wyckoff"), vocab_size=config.vocab_size)
 
-    class EndBonus(LogitsProcessor):  # an untrained model rarely ends; favour EOS wherever the grammar allows it
-        def __call__(self, input_ids, scores):
+    newline = tok.convert_tokens_to_ids("<0x0A>")
+
+    class EndBonus(LogitsProcessor):  # an untrained model rarely ends: favour EOS and newlines (short lines)
+        def __call__(self, input_ids, scores):  # wherever the grammar allows them
             scores[:, tok.eos_token_id] += 8.0
+            scores[:, newline] += 4.0
             return scores
 
     with torch.inference_mode():

@@ -4,8 +4,8 @@ take), for engines that cannot run plaid's own grammar (``plaid.sampling.grammar
 A context-free grammar cannot count or compute: it cannot tie the orbit lines' multiplicities to the formula's
 counts, check a Wyckoff letter against the space group, force the crystal system's lattice, or keep atoms apart.
 So ``syntax_grammar`` enforces only the *form* of the text (line structure, known element symbols, number formats
-with the representation's decimals, space-group numbers 1-230, fractional coordinates in [0, 1), a Wyckoff label as
-digits and a letter) and, under conditions, the space-group line and the formula's elements; everything else is
+with the representation's decimals, space-group numbers 1-230, fractional coordinates in [0, 1) (``coords`` also
+1.00), a Wyckoff label as digits and a letter) and, under conditions, the space-group line and the formula's elements; everything else is
 left to plaid's decoder, which checks each sample afterwards (``plaid sample`` records ``parsed`` and ``error``
 per sample, and ``--until-parsed`` resamples). ``xgrammar_processor`` wraps it for Hugging Face ``generate``.
 """
@@ -61,6 +61,8 @@ def syntax_grammar(
         if "composition" in conditions and len(comp) <= 4:
             counts = {el.symbol: int(round(n)) for el, n in comp.items()}
     frac = '"0." ' + " ".join(["[0-9]"] * cd)
+    if representation == "coords":  # crystal-text-llm's 2 decimals round 0.995-1 up to 1.00 (the coords grammar too)
+        frac = f'({frac}) | "1.{"0" * cd}"'
     rules = [
         f"length ::= {_number(3, ld)}",
         f"angle ::= {_number(3, ad)}",
