@@ -2,21 +2,31 @@
 stop being a prefix of a decodable crystal (``plaid.sampling.grammar``), and the same check as a vLLM per-request
 logits processor.
 
-Each step, every row walks a character trie of the vocabulary from its parse state, trying only the characters the
-state can accept next; a token is allowed when its whole string is accepted and the completion it leaves fits in
-the tokens still available (``State.u <= budget``). The states reached are kept, so the sampled token's state is
-never recomputed. The end-of-sequence token is allowed only when the text is complete.
+The allowed tokens of a parse state come from walking a character trie of the vocabulary from that state, trying
+only the characters the state can accept next (``TokenTrie.allowed``, the definition): a token is allowed when its
+whole string is accepted and the completion it leaves fits in the tokens still available (``State.u <= budget``);
+the end-of-sequence token only when the text is complete.
+
+The processor computes that walk once per distinct state and step, not once per row (``TokenTrie.candidates``):
+rows that took the same tokens share their state objects, so a batch that starts from one initial state or is
+conditioned on one composition walks the trie once for all of them; the walk is done without the budget and
+kept with each candidate's ``u``, so one walk serves every budget, and hashable states (the formula line, where no
+earlier line fixes anything) keep their walk across steps and ``generate`` calls (an LRU per grammar). The mask
+is built for the whole batch at once from the rows' candidate ids and ``u`` (one budget comparison, one gather and
+one scatter over the allowed (row, token) pairs); no Python loop runs over the vocabulary. The states reached are kept, so the sampled token's state is never recomputed.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 from transformers import LogitsProcessor
 
-from .grammar import CoordsGrammar, ElementGrammar, PlaidWyckoffGrammar, State, WyckoffGrammar
+from .grammar import BIG, CoordsGrammar, ElementGrammar, PlaidWyckoffGrammar, State, WyckoffGrammar
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +49,19 @@ def token_strings(tokenizer) -> list[str | None]:
     return out
 
 
+class Candidates:
+    """The tokens a state accepts, whatever the budget: ``next`` (token id -> state after it), ``ids`` and ``u``
+    (lists, same order) and ``can_end``."""
+
+    __slots__ = ("next", "ids", "u", "can_end")
+
+    def __init__(self, nxt: dict[int, State], can_end: bool):
+        self.next = nxt
+        self.ids = list(nxt)
+        self.u = [st.u for st in nxt.values()]
+        self.can_end = can_end
+
+
 class _Node:
     __slots__ = ("children", "keys", "ids")
 
@@ -56,6 +79,8 @@ class TokenTrie:
         self.eos_ids = [tokenizer.eos_token_id]
         self.vocab_size = len(self.strings)
         self.root = _Node()
+        self.cache_size = 4096  # hashable states kept per grammar
+        self._cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         for i, s in enumerate(self.strings):
             if not s:
                 continue
@@ -91,6 +116,30 @@ class TokenTrie:
                 if child.children:
                     stack.append((child, nxt))
         return out
+
+    def candidates(self, grammar, state: State) -> Candidates:
+        """``allowed(grammar, state, budget)`` for every budget at once: the tokens the grammar accepts from
+        ``state`` (any ``u``), with their states and ``u``; cached per grammar for hashable states."""
+        key = state
+        try:
+            hash(state)  # states whose fields are all hashable (no arrays, no dicts) are cached by value
+        except TypeError:
+            key = None
+        cache = None
+        if key is not None:
+            cache = self._cache.get(grammar)
+            if cache is None:
+                cache = self._cache[grammar] = OrderedDict()
+            hit = cache.get(key)
+            if hit is not None:
+                cache.move_to_end(key)
+                return hit
+        found = Candidates(self.allowed(grammar, state, BIG), grammar.can_end(state))
+        if cache is not None:
+            cache[key] = found
+            if len(cache) > self.cache_size:
+                cache.popitem(last=False)
+        return found
 
 
 def make_grammar(representation: str, conditions: Mapping | None = None, task: str = "generate", **options):
@@ -151,15 +200,20 @@ class GrammarLogitsProcessor(LogitsProcessor):
     One processor serves one ``generate`` call: ``grammars`` has one grammar per row (rows may share one);
     ``max_new_tokens`` is the budget the completion must fit in. Rows that end (EOS) are left unmasked, as
     ``generate`` pads them anyway. ``failures`` lists rows whose sampled token the grammar rejected (a bug guard:
-    such a row is left unconstrained).
+    such a row is left unconstrained). The mask of a row is exactly ``TokenTrie.allowed`` (plus EOS where the text
+    may end); see the module docstring for how the work is shared between rows.
     """
 
     def __init__(self, grammars: Sequence, trie: TokenTrie, max_new_tokens: int):
         self.grammars = list(grammars)
         self.trie = trie
         self.max_new_tokens = max_new_tokens
-        self.states: list[State | None] = [g.initial() for g in self.grammars]
-        self.next: list[dict[int, State]] = [{} for _ in self.grammars]
+        initial: dict[int, State] = {}  # one initial state per grammar object, so that its rows share it
+        for g in self.grammars:
+            if id(g) not in initial:
+                initial[id(g)] = g.initial()
+        self.states: list[State | None] = [initial[id(g)] for g in self.grammars]
+        self.cands: list[Candidates | None] = [None] * len(self.grammars)
         self.done = [False] * len(self.grammars)
         self.failures: list[int] = []
         self.prompt_len: int | None = None
@@ -178,7 +232,8 @@ class GrammarLogitsProcessor(LogitsProcessor):
             if tok in self.trie.eos_ids:
                 self.done[i] = True
                 continue
-            state = self.next[i].get(tok)
+            cands = self.cands[i]
+            state = cands.next.get(tok) if cands is not None else None
             if state is None:
                 text = self.trie.strings[tok] if tok < self.trie.vocab_size else None
                 state = self.grammars[i].feed(text, self.states[i]) if text else None
@@ -194,9 +249,54 @@ class GrammarLogitsProcessor(LogitsProcessor):
         self.seconds += time.perf_counter() - start
         return out
 
-    def _mask(self, input_ids, scores):
+    def allowed_index(self, budget: int):
+        """(rows, cols) int64 tensors of every allowed (row, token) pair at this step (EOS included), and the
+        rows left free (ended or failed)."""
         import torch
 
+        shared: dict[tuple[int, int], Candidates] = {}
+        ids: list[int] = []
+        us: list[int] = []
+        row_of: list[int] = []
+        live, free_rows, end_rows = [], [], []
+        for i, grammar in enumerate(self.grammars):
+            if self.done[i]:
+                free_rows.append(i)
+                continue
+            live.append(i)
+            state = self.states[i]
+            key = (id(grammar), id(state))
+            cands = shared.get(key)
+            if cands is None:
+                cands = shared[key] = self.trie.candidates(grammar, state)
+            self.cands[i] = cands
+            ids.extend(cands.ids)
+            us.extend(cands.u)
+            row_of.extend([i] * len(cands.ids))
+            if cands.can_end:
+                end_rows.append(i)
+        keep = torch.tensor(us, dtype=torch.long) <= budget
+        rows = torch.tensor(row_of, dtype=torch.long)[keep]
+        cols = torch.tensor(ids, dtype=torch.long)[keep]
+        eos = torch.tensor(self.trie.eos_ids, dtype=torch.long)
+        if end_rows:
+            er = torch.tensor(end_rows, dtype=torch.long)
+            rows = torch.cat([rows, er.repeat_interleave(len(eos))])
+            cols = torch.cat([cols, eos.repeat(len(er))])
+        # a live row with nothing allowed cannot happen while the budget invariant holds; end it rather than crash
+        if live:
+            has = torch.zeros(len(self.grammars), dtype=torch.bool)
+            has[rows] = True
+            live_t = torch.tensor(live, dtype=torch.long)
+            er = live_t[~has[live_t]]
+            for i in er.tolist():
+                logger.warning("row %d: no token allowed at %r", i, self.states[i])
+            if len(er):
+                rows = torch.cat([rows, er.repeat_interleave(len(eos))])
+                cols = torch.cat([cols, eos.repeat(len(er))])
+        return rows, cols, free_rows
+
+    def _mask(self, input_ids, scores):
         batch, length = input_ids.shape
         if batch != len(self.grammars):
             raise ValueError(f"processor built for {len(self.grammars)} rows, got {batch}")
@@ -205,30 +305,21 @@ class GrammarLogitsProcessor(LogitsProcessor):
         else:
             self._advance(input_ids[:, -1].tolist())
         budget = self.max_new_tokens - (length - self.prompt_len) - 1
-        rows: list[int] = []
-        cols: list[int] = []
-        free_rows = []
-        for i, grammar in enumerate(self.grammars):
-            if self.done[i]:
-                free_rows.append(i)
-                continue
-            state = self.states[i]
-            nxt = self.trie.allowed(grammar, state, budget)
-            self.next[i] = nxt
-            ids = list(nxt)
-            if grammar.can_end(state):
-                ids.extend(self.trie.eos_ids)
-            if not ids:  # cannot happen while the budget invariant holds; end the row rather than crash
-                logger.warning("row %d: no token allowed at %r", i, state)
-                ids = list(self.trie.eos_ids)
-            rows.extend([i] * len(ids))
-            cols.extend(ids)
-        mask = torch.ones_like(scores, dtype=torch.bool)
-        if rows:
-            mask[torch.tensor(rows, device=scores.device), torch.tensor(cols, device=scores.device)] = False
+        rows, cols, free_rows = self.allowed_index(budget)
+        out = scores.new_full(scores.shape, float("-inf"))
+        if len(rows):
+            rows, cols = rows.to(scores.device), cols.to(scores.device)
+            out[rows, cols] = scores[rows, cols]
         if free_rows:
-            mask[torch.tensor(free_rows, device=scores.device)] = False
-        return scores.masked_fill(mask, float("-inf"))
+            free = torch_tensor(free_rows, scores.device)
+            out[free] = scores[free]
+        return out
+
+
+def torch_tensor(values, device):
+    import torch
+
+    return torch.tensor(values, dtype=torch.long, device=device)
 
 
 class VLLMGrammarProcessor:

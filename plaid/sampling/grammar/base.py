@@ -71,12 +71,13 @@ class CharGrammar:
                 return None
         return state
 
-    def random_text(self, rng, budget: int, end_probability: float = 0.3) -> str:
-        """A uniformly-stepped random walk through the grammar (no model): at each step, end with
-        ``end_probability`` where the text may end, else a random acceptable character whose completion fits the
-        remaining ``budget``. Raises RuntimeError at a dead end (a state with no acceptable character that cannot
-        end), which the grammar's construction rules out."""
-        state, text = self.initial(), []
+    def random_text(self, rng, budget: int, end_probability: float = 0.3, state: State | None = None) -> str:
+        """A uniformly-stepped random walk through the grammar (no model) from ``state`` (default: the initial
+        state; the text returned is what follows it): at each step, end with ``end_probability`` where the text may
+        end, else a random acceptable character whose completion fits the remaining ``budget``. Raises RuntimeError
+        at a dead end (a state with no acceptable character that cannot end), which the grammar's construction
+        rules out."""
+        state, text = state or self.initial(), []
         while True:
             budget -= 1
             if self.can_end(state) and rng.random() < end_probability:
