@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from .base import LETTERS, LOWER, NUMBER_CHARS, UPPER, CharGrammar, State, element_symbols
 from .cell import CELL_FACTOR_MIN, angle_interval, cell_factor
 from .numbers import number_complete, number_prefix_ok
-from .wyckoff import next_fraction_chars
+from .wyckoff_lines import next_fraction_chars
 
 C_LEN, C_ANG, C_EL, C_CO = range(20, 24)
 

@@ -18,7 +18,8 @@ no-dead-end guarantee carries over. ``u`` is the inner completion's length plus 
 from __future__ import annotations
 
 from .base import UPPER, CharGrammar, State
-from .wyckoff import F_CNT, SG, WyckoffGrammar
+from .wyckoff import WyckoffGrammar
+from .wyckoff_lines import F_CNT, SG
 
 P_FORMULA, P_LITERAL, P_SYMBOL, P_LENGTHS, P_ANGLES, P_ORBITS = range(6)
 SPACEGROUP, ABC, ANGLES = "Spacegroup: ", "abc: ", "angles: "
