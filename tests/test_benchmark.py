@@ -111,6 +111,9 @@ def test_benchmark_commands_end_to_end_on_a_tiny_model(tmp_path, tiny_model, tar
     results = json.loads((out / "results.json").read_text())
     assert results["counts"]["targets"] == 1 and results["counts"]["samples"] == 2
     assert 0 <= results["match_rate"]["2"] <= 1 and results["match_rate"]["1"] <= results["match_rate"]["2"]
+    assert results["settings"]["prompt_style"] == "plaid"  # the style the tiny model was trained with
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert {r["prompt_style"] for r in records} == {"plaid"}
 
     reference = tmp_path / "train.csv"
     pd.read_csv(perov_csv).iloc[10:40].to_csv(reference, index=False)
@@ -127,6 +130,18 @@ def test_benchmark_commands_end_to_end_on_a_tiny_model(tmp_path, tiny_model, tar
     assert "CDVAE" in (tmp_path / "gen" / "table.md").read_text()
     valid = round(gen["metrics"]["struct_valid"] * 2)
     assert gen["ci95"]["struct_valid"] == [round(x, 4) for x in wilson_interval(valid, 2)]
+
+
+def test_benchmark_prompts_in_the_style_the_model_was_trained_with(tmp_path):
+    from plaid.benchmark.settings import BenchmarkSampling
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "plaid_run.json").write_text(json.dumps({"plaid_args": {"prompt_style": "plaid-paper"}}))
+    assert BenchmarkSampling().resolved_prompt_style(str(model)) == "plaid-paper"
+    assert BenchmarkSampling(prompt_style="plaid").resolved_prompt_style(str(model)) == "plaid"  # explicit wins
+    assert BenchmarkSampling().resolved_prompt_style(str(tmp_path)) == "plaid"  # no run record: plaid's
+    assert BenchmarkSampling().sample_config("wyckoff", "plaid-paper").prompt_style == "plaid-paper"
 
 
 def test_wilson_interval_known_values():

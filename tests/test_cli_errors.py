@@ -218,6 +218,8 @@ def _matrix():
                                         "--out", "{o}"], ["--targets", "not a dataset built by plaid"]),
         ("benchmark csp", "unwritable", ["benchmark", "csp", "--model", "{config_only}", "--targets", ref,
                                          "--out", "{unwritable_dir}"], ["--out"]),
+        ("benchmark csp", "bad_option", ["benchmark", "csp", "--model", "{config_only}", "--targets", ref,
+                                         "--prompt-style", "llama", "--out", "{o}"], ["--prompt-style", "llama"]),
         ("benchmark gen", "no_column", ["benchmark", "gen", "--model", "{config_only}", "--reference",
                                         "{no_cif_column}", "--out", "{o}"], ["--reference", "no 'cif' column"]),
         ("benchmark gen", "bad_option", ["benchmark", "gen", "--model", "{config_only}", "--reference", ref,

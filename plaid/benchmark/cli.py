@@ -11,6 +11,12 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (re-running with it resumes)")
     p.add_argument("--representation", default=None, help="default: the model's, from its plaid_run.json")
     p.add_argument(
+        "--prompt-style",
+        default=None,
+        choices=("plaid", "plaid-paper", "crystal-text-llm", "crystallm"),
+        help="wording of the prompts (plaid.prompts); default: the style the model was trained with, else plaid",
+    )
+    p.add_argument(
         "--no-constrained",
         dest="constrained",
         action="store_false",
@@ -124,6 +130,7 @@ def _common(args) -> dict:
         device=args.device,
         dataset=args.dataset,
         n_jobs=args.jobs,
+        prompt_style=args.prompt_style,
     )
 
 

@@ -130,6 +130,7 @@ def run_csp_benchmark(
         "settings": {
             **asdict(cfg),
             "representation": representation,
+            "prompt_style": cfg.resolved_prompt_style(model),
             "prompt": "cell composition" + (" + space group" if cfg.spacegroup else ""),
             "matcher": report["settings"]["matcher"],
             "rmse": report["settings"]["rmse"],

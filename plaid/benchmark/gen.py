@@ -139,6 +139,7 @@ def run_gen_benchmark(
         "settings": {
             **asdict(cfg),
             "representation": representation,
+            "prompt_style": cfg.resolved_prompt_style(model),
             "reference": str(reference),
             "coverage_reference": str(test) if test else str(reference),
             "summary": f"representation {representation}, constrained {cfg.constrained}, temperature "

@@ -20,8 +20,15 @@ class BenchmarkSampling:
     device: str | None = None
     n_jobs: int = 1
     dataset: str | None = None  # perov_5 / carbon_24 / mp_20 / mpts_52: which published rows to show
+    prompt_style: str | None = None  # default: the style the model was trained with (plaid_run.json), else plaid
 
-    def sample_config(self, representation: str):
+    def resolved_prompt_style(self, model: str | None) -> str:
+        """``prompt_style``, else the model's training style, else plaid's (``plaid.prompts``)."""
+        from ..prompts import DEFAULT_PROMPT_STYLE, trained_prompt_style
+
+        return self.prompt_style or (trained_prompt_style(model) if model else None) or DEFAULT_PROMPT_STYLE
+
+    def sample_config(self, representation: str, prompt_style: str | None = None):
         from ..sampling.generate import SamplingParams
         from ..sampling.run import SampleConfig
 
@@ -32,6 +39,7 @@ class BenchmarkSampling:
             params=SamplingParams(self.temperature, self.top_p, self.top_k, self.max_new_tokens),
             constrained=self.constrained,
             grammar_options={"max_atoms": self.max_atoms} if self.max_atoms else {},
+            prompt_style=prompt_style or self.resolved_prompt_style(None),
         )
 
 
@@ -42,7 +50,7 @@ def run_sampling(
     from ..sampling.generate import load_backend
     from ..sampling.run import Sampler
 
-    config = settings.sample_config(representation)
+    config = settings.sample_config(representation, settings.resolved_prompt_style(model))
     Sampler(None, config).check(requests)
     if backend is None:
         backend = load_backend(model, "hf", device=settings.device)
