@@ -106,3 +106,26 @@ def test_dpo_stage_starts_a_full_model_by_name_and_an_adapter_in_place(tmp_path,
     align_module.dpo_stage(config, str(sft_adapter), tmp_path / "pairs", tmp_path / "dpo")
     assert seen[0] == (str(full), None)
     assert seen[1][1] == str(sft_adapter)
+
+
+def test_sampling_uses_the_sft_models_prompt_style(tmp_path, monkeypatch):
+    """Every iteration prompts in the wording the SFT model was trained on (its plaid_run.json)."""
+    import plaid.sampling as sampling
+
+    sft = tmp_path / "sft"
+    sft.mkdir()
+    (sft / "plaid_run.json").write_text(json.dumps({"plaid_args": {"prompt_style": "plaid-paper"}}))
+    seen = {}
+
+    class FakeSampler:
+        def __init__(self, backend, config):
+            seen["style"] = config.prompt_style
+
+        def run(self, requests, out):
+            return {"n": 0}
+
+    monkeypatch.setattr(sampling, "load_backend", lambda *a, **k: object())
+    monkeypatch.setattr(sampling, "Sampler", FakeSampler)
+    config = AlignConfig(sft_adapter=str(sft), output_dir=str(tmp_path / "out"), dpo_config="unused.yaml")
+    align_module.sample_stage(config, str(tmp_path / "dpo-iteration-1"), tmp_path / "s.jsonl", 2)
+    assert seen["style"] == "plaid-paper"

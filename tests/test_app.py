@@ -263,3 +263,17 @@ def test_serve_cli_refuses_a_missing_model(tmp_path, capsys):
 
     assert main(["serve", "--model", str(tmp_path / "nothing")]) == 2
     assert "no model directory" in capsys.readouterr().err
+
+
+def test_served_prompts_use_the_models_prompt_style(tmp_path, monkeypatch):
+    import plaid.sampling as sampling
+    from plaid.app.cli import build_service
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "plaid_run.json").write_text(
+        json.dumps({"plaid_args": {"prompt_style": "plaid-paper", "representation": "wyckoff-plaid"}})
+    )
+    monkeypatch.setattr(sampling, "load_backend", lambda *a, **k: object())
+    service = build_service(str(model), relaxer="none")
+    assert service.config.prompt_style == "plaid-paper" and service.config.representation == "wyckoff-plaid"

@@ -73,9 +73,11 @@ def build_service(
     """Load the model (and energy model, hull) and return a ``GenerationService``."""
     from plaid.sampling import load_backend
 
+    from ..prompts import DEFAULT_PROMPT_STYLE, trained_prompt_style
     from .service import GenerationService, ServeConfig
 
-    config = ServeConfig(representation=representation or model_representation(model) or "wyckoff", **options)
+    config = ServeConfig(representation=representation or model_representation(model) or "wyckoff",
+                         prompt_style=trained_prompt_style(model) or DEFAULT_PROMPT_STYLE, **options)
     backend = load_backend(model, "hf", device=device)
     energy = None
     if relaxer and relaxer != "none":

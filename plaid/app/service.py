@@ -40,6 +40,7 @@ class Busy(RuntimeError):
 @dataclass
 class ServeConfig:
     representation: str = "wyckoff"
+    prompt_style: str = "plaid"  # plaid.prompts: the wording the model was trained on
     max_samples: int = 16
     max_atoms: int = 64
     max_new_tokens: int | None = None
@@ -217,7 +218,8 @@ class GenerationService:
         cfg = self.config
         params = SamplingParams(cfg.temperature, 1.0, cfg.top_k, cfg.max_new_tokens)
         return SampleConfig(representation=cfg.representation, batch_size=req.num_samples, seed=cfg.seed,
-                            params=params, constrained=constrained, grammar_options={"max_atoms": cfg.max_atoms})
+                            params=params, constrained=constrained, grammar_options={"max_atoms": cfg.max_atoms},
+                            prompt_style=cfg.prompt_style)
 
     def _generate_z(self, req: Request, z: int, conditions: dict, deadline: float):
         """(structures, number that did not decode, raw texts, note) for one Z."""
