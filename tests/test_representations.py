@@ -83,6 +83,10 @@ def test_wyckoff_fixes_the_floating_origin_of_polar_groups():
 
     assert floating_axes(25) == (2,) and floating_axes(1) == (0, 1, 2) and floating_axes(6) == (0, 2)
     assert floating_axes(221) == floating_axes(2) == floating_axes(123) == ()
+    # exactly the 68 groups of the 10 polar point groups (1, 2, m, mm2, 4, 4mm, 3, 3m, 6, 6mm)
+    polar = {1, *range(3, 10), *range(25, 47), *range(75, 81), *range(99, 111), *range(143, 147),
+             *range(156, 162), *range(168, 174), *range(183, 187)}
+    assert {n for n in range(1, 231) if floating_axes(n)} == polar
     species = ["Mg", "Ti", "S", "O", "O"]
     coords = [[0, 0, 0.71], [0.5, 0.5, 0.614], [0, 0.5, 0.39], [0.5, 0, 0.622], [0.5, 0.5, 0.015]]
     base = Structure(Lattice.tetragonal(4.3, 4.31), species, coords)
