@@ -142,11 +142,10 @@ class _Labeller:
 
 
 def sample_stage(config: AlignConfig, adapter: str, out: Path, iteration: int) -> dict:
+    from ..prompts import DEFAULT_PROMPT_STYLE, trained_prompt_style
     from ..sampling import SampleConfig, Sampler, SamplingParams, load_backend, make_request
 
     params = SamplingParams(config.temperature(iteration), config.top_p, config.top_k, config.max_new_tokens)
-    from ..prompts import DEFAULT_PROMPT_STYLE, trained_prompt_style
-
     style = trained_prompt_style(config.sft_adapter) or DEFAULT_PROMPT_STYLE  # every iteration: the SFT wording
     sample_config = SampleConfig(representation=config.representation, batch_size=config.batch_size,
                                  seed=config.seed + 1000 * iteration, params=params, constrained=config.constrained,

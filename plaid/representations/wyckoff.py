@@ -108,13 +108,12 @@ class WyckoffRepresentation(Representation):
         group, ds, orbits = standard_orbits(cell, symprec)
         matrix = np.asarray(ds.std_lattice)
         positions = np.asarray(ds.std_positions)
-        lines, counts = self._orbit_lines(ds, orbits, matrix, positions)
+        lines, counts, order = self._orbit_lines(ds, orbits, matrix, positions)
         axes = floating_axes(group.number) if self.fixed_origin else ()
         if axes:  # polar group: move the origin so the first line's site sits at 0 along every floating axis
             shift = np.zeros(3)
             shift[list(axes)] = -lines[0][1][list(axes)]
-            lines, counts = self._orbit_lines(ds, orbits, matrix, positions + shift)
-        order = {el: i for i, el in enumerate(sorted(counts, key=lambda e: (_electronegativity(e), e)))}
+            lines, counts, order = self._orbit_lines(ds, orbits, matrix, positions + shift)
         a, b, c, alpha, beta, gamma = constrain_lattice(group.lattice_type, *_parameters(matrix))
         out = [
             _formula(counts, order),
@@ -128,7 +127,8 @@ class WyckoffRepresentation(Representation):
         return "\n".join(out)
 
     def _orbit_lines(self, ds, orbits, matrix: np.ndarray, positions: np.ndarray):
-        """One ``(symbol, representative, WyckoffPosition)`` per orbit, in text order, and the element counts."""
+        """One ``(symbol, representative, WyckoffPosition)`` per orbit in text order, the element counts and the
+        elements' order (electronegativity)."""
         lines = []
         counts: dict[str, int] = {}
         for wp, members in orbits:
@@ -147,7 +147,7 @@ class WyckoffRepresentation(Representation):
 
         order = {el: i for i, el in enumerate(sorted(counts, key=lambda e: (_electronegativity(e), e)))}
         lines.sort(key=lambda item: (order[item[0]], item[2].letter, tuple(item[1])))
-        return lines, counts
+        return lines, counts, order
 
     # ------------------------------------------------------------------------------------------------ decode
     def parse(self, text: str) -> dict:

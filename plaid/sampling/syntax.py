@@ -5,8 +5,8 @@ A context-free grammar cannot count or compute: it cannot tie the orbit lines' m
 counts, check a Wyckoff letter against the space group, force the crystal system's lattice, or keep atoms apart.
 So ``syntax_grammar`` enforces only the *form* of the text (line structure, known element symbols, number formats
 with the representation's decimals, space-group numbers 1-230, fractional coordinates in [0, 1) (``coords`` also
-1.00), a Wyckoff label as digits and a letter) and, under conditions, the space-group line and the formula's elements; everything else is
-left to plaid's decoder, which checks each sample afterwards (``plaid sample`` records ``parsed`` and ``error``
+1.00), a Wyckoff label as digits and a letter) and, under conditions, the space-group line and the formula's
+elements; everything else is left to plaid's decoder, which checks each sample afterwards (``plaid sample`` records ``parsed`` and ``error``
 per sample, and ``--until-parsed`` resamples). ``xgrammar_processor`` wraps it for Hugging Face ``generate``.
 """
 

@@ -175,11 +175,6 @@ class LatticePlan:
         hi = min(umax, (phi / (q * rmin)) ** (1 / e))
         return lo, hi
 
-    def box_of(self, lengths: tuple[float, ...]) -> int | None:
-        """The first box the complete lengths fit."""
-        alive = self.alive(lengths)
-        return alive[0] if alive else None
-
     def feasible(self) -> bool:
         from .numbers import units
 
