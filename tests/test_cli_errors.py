@@ -144,6 +144,8 @@ def _matrix():
          ["--out"]),
         ("evaluate", "incompatible", ["evaluate", "{samples}", "--reference", ref, "--out", "{o}", "--no-relax",
                                       "--hull", "{file}"], ["--no-relax"]),
+        ("evaluate", "bad_fingerprint_backend", ["evaluate", "{samples}", "--reference", ref, "--out", "{o}",
+                                                 "--fingerprint-backend", "fortran"], ["--fingerprint-backend"]),
         ("evaluate", "given_e_hull_and_hull", ["evaluate", "{samples}", "--reference", ref, "--out", "{o}",
                                                "--e-hull-column", "e", "--hull", "{file}"], ["--e-hull-column"]),
         ("evaluate", "no_e_hull_field", ["evaluate", "{samples}", "--reference", ref, "--out", "{o}",

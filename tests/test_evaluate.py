@@ -202,27 +202,34 @@ def test_resume_after_interruption(setup, monkeypatch):
     (out / "matching.jsonl").unlink()
     (out / "report.json").unlink()
     calls = {"checks": 0, "fp": 0}
-    real_check, real_fp = ev._payload, fp._fingerprint_payload
+    real_check, real_fp = ev._payload, fp.fingerprint_record
 
     def count_check(payload):
         calls["checks"] += 1
         return real_check(payload)
 
-    def count_fp(payload):
+    def count_fp(*args, **kwargs):
         calls["fp"] += 1
-        return real_fp(payload)
+        return real_fp(*args, **kwargs)
 
     monkeypatch.setattr(ev, "_payload", count_check)
-    monkeypatch.setattr(fp, "_fingerprint_payload", count_fp)
+    monkeypatch.setattr(fp, "fingerprint_record", count_fp)  # with the checks or in the coverage stage
     evaluate(setup / "samples.jsonl", setup / "train.csv", out, cfg)
-    # every sample not yet checked is checked, bit-identical ones once (dedupe); fingerprints: the 10 lost
+    # every sample not yet checked is checked, bit-identical ones once (dedupe); fingerprints: the 10 lost, each
+    # once at most (bit-identical structures once), none of the 8 kept
+    from plaid.evaluation.fingerprints import structure_key
     from plaid.evaluation.samples import load_samples
 
     kept = {json.loads(line)["sample_id"] for line in lines[:5]}
-    todo = [s for s in load_samples(setup / "samples.jsonl") if str(s.sample_id) not in {str(k) for k in kept}]
+    samples = load_samples(setup / "samples.jsonl")
+    todo = [s for s in samples if str(s.sample_id) not in {str(k) for k in kept}]
     keys = [ev._sample_key((s, None)) for s in todo]
     assert len(todo) == 18 - 5
-    assert calls == {"checks": len({k for k in keys if k is not None}) + keys.count(None), "fp": 18 - 8}
+    assert calls["checks"] == len({k for k in keys if k is not None}) + keys.count(None)
+    lost = {json.loads(line)["sample_id"] for line in fps[8:]}
+    lost_parsed = {structure_key(s.structure) for s in samples if s.sample_id in lost and s.structure is not None}
+    assert len(lost_parsed) <= calls["fp"] <= 18 - 8
+    assert len((out / "fingerprints.jsonl").read_text().splitlines()) == 18
     assert read_structures_csv(out / "structures.csv") == first_rows
     assert len((out / "checks.jsonl").read_text().splitlines()) == 18
     # a changed setting invalidates the stages it feeds: checks are recomputed, results set aside as .stale

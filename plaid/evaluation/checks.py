@@ -133,17 +133,15 @@ def bond_length_score(
     one site per orbit of equivalent sites are counted once per member
     (:func:`plaid.evaluation.fingerprints.site_orbits`); a missing radius falls back to every site, so the
     partial bond count in that reason is the per-site one."""
-    from pymatgen.analysis.local_env import CrystalNN
-
     from .fingerprints import site_orbits
+    from .crystalnn import crystalnn_neighbours
 
-    cnn = CrystalNN()
     good = total = 0
     lo, hi = 1.0 - tolerance, 1.0 + tolerance
     orbits = site_orbits(structure, orbit_symprec) if orbit_symprec is not None else None
     for i, multiplicity in orbits or [(i, 1) for i in range(len(structure))]:
         site = structure[i]
-        for info in cnn.get_nn_info(structure, i):
+        for info in crystalnn_neighbours(structure, i):  # CrystalNN().get_nn_info, shared with the fingerprint
             j = info["site_index"]
             if j == i:
                 continue

@@ -53,6 +53,7 @@ def compute_outcomes(
     progress: bool = True,
     batched: bool = True,
     dedupe: bool = True,
+    fingerprints: dict | None = None,
 ) -> tuple[list[Outcome], dict, dict]:
     """(outcomes in input order, ``{sample_id: check record}``, info for the report).
 
@@ -65,11 +66,12 @@ def compute_outcomes(
     ones in S.U.N. matching; an unreadable one falls back to the generated structure); ``batched=False``: the
     sequential ASE relaxation; ``dedupe``: bit-identical samples are checked once. ``n_jobs``: local worker
     processes (int) for checks and matching, or a :class:`plaid.executors.Executor` (Ray), which also distributes
-    the relaxation (local processes do not: the relaxer batches in one process)."""
+    the relaxation (local processes do not: the relaxer batches in one process). ``fingerprints``: fingerprint
+    records computed with the checks (:func:`plaid.evaluation.sample_checks.run_checks`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_stage(out, "checks.jsonl", [inputs_sha256, check_cfg])
-    checks = run_checks(samples, check_cfg, out / "checks.jsonl", n_jobs, dedupe=dedupe)
+    checks = run_checks(samples, check_cfg, out / "checks.jsonl", n_jobs, dedupe=dedupe, fingerprints=fingerprints)
     outcomes: list[Outcome] = []
     for s in samples:
         c = checks[s.sample_id]

@@ -53,10 +53,11 @@ def coverage_stage(samples, checks: dict, cfg, out_dir: Path, cov_reference, str
 
     fp_structs = [s.structure if (cfg.coverage_over == "parsed" or is_valid(s.sample_id)) else None for s in samples]
     fps = compute_fingerprints(fp_structs, ids, out_dir / "fingerprints.jsonl", timeout_s=cfg.fingerprint_timeout_s,
-                               n_jobs=n_jobs, orbit_symprec=cfg.orbit_symprec, dedupe=cfg.dedupe)
+                               n_jobs=n_jobs, orbit_symprec=cfg.orbit_symprec, dedupe=cfg.dedupe,
+                               backend=cfg.fingerprint_backend)
     ref_fp = reference_fingerprints(cov_reference.path, lambda: cov_reference.structures,
                                     timeout_s=cfg.fingerprint_timeout_s, n_jobs=n_jobs,
-                                    orbit_symprec=cfg.orbit_symprec)
+                                    orbit_symprec=cfg.orbit_symprec, backend=cfg.fingerprint_backend)
     gen_s, gen_c, gen_ok = stack_fingerprints([fps[sid] for sid in ids])
     cov = coverage(gen_s[gen_ok], gen_c[gen_ok], ref_fp["struct_fps"][ref_fp["ok"]], ref_fp["comp_fps"][ref_fp["ok"]],
                    struct_cut, comp_cut, n_generated=len(samples), n_reference=len(ref_fp["ok"]),

@@ -65,6 +65,8 @@ class EvaluationConfig:
     # per-site CrystalNN work (fingerprint, bond-length score) once per orbit of sites equivalent at this spglib
     # tolerance (A), weighted by orbit size; None: every site (fingerprints.py says what the difference is)
     orbit_symprec: float | None = ORBIT_SYMPREC
+    # who computes the fingerprint's order parameters: "plaid" (vectorised) or "matminer" (equal to ~1e-15)
+    fingerprint_backend: str = "plaid"
     dedupe: bool = True  # bit-identical samples are checked and fingerprinted once (exact)
     matcher: dict = field(default_factory=lambda: dict(GEN_MATCHER))
     relax: bool = True
@@ -202,13 +204,18 @@ def evaluate(
     jobs = cfg.n_jobs if cfg.executor == "local" else make_executor(cfg.executor, cfg.n_jobs, cfg.ray_address)
     novelty_ref = reduce_reference(lambda: reference.structures, source_sha256=reference.sha256)
     relaxer, hull, no_energy = (None, None, "supplied") if e_hull is not None else load_energy_models(cfg, reference)
+    guard_stage(out_dir, "fingerprints.jsonl", [samples_sha, check_cfg, cfg.coverage_over, cfg.fingerprint_timeout_s,
+                                                cfg.orbit_symprec] + ([] if cfg.fingerprint_backend == "plaid"
+                                                                      else [cfg.fingerprint_backend]))
+    # the fingerprints are computed with the checks (one CrystalNN pass per sample); the coverage stage fills gaps
+    fingerprints = dict(path=out_dir / "fingerprints.jsonl", timeout_s=cfg.fingerprint_timeout_s,
+                        orbit_symprec=cfg.orbit_symprec, backend=cfg.fingerprint_backend, over=cfg.coverage_over)
     outcomes, checks, info = compute_outcomes(
         samples, out_dir, settings, check_cfg=check_cfg, inputs_sha256=samples_sha, reference=novelty_ref,
         reference_sha256=reference.sha256, relaxer=relaxer, hull=hull, no_energy_reason=no_energy or "",
         e_hull=e_hull, e_hull_source=e_hull_source, relaxed_given=relaxed_given, n_jobs=jobs, dedupe=cfg.dedupe,
+        fingerprints=fingerprints,
     )
-    guard_stage(out_dir, "fingerprints.jsonl", [samples_sha, check_cfg, cfg.coverage_over, cfg.fingerprint_timeout_s,
-                                                cfg.orbit_symprec])
     cov, fps, ref_fp, distributions = coverage_stage(samples, checks, cfg, out_dir, cov_reference, struct_cut,
                                                      comp_cut, n_jobs=jobs)
     rows = []

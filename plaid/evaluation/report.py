@@ -256,6 +256,8 @@ def _settings(cfg, settings, ctx) -> dict:
         },
         "fingerprints": {
             "structure": "matminer CrystalNNFingerprint.from_preset('ops'), mean over sites",
+            "order_parameters": {"plaid": "plaid.evaluation.order_params (vectorised, = pymatgen to ~1e-15)",
+                                 "matminer": "matminer/pymatgen LocalStructOrderParams"}[cfg.fingerprint_backend],
             "composition": "matminer ElementProperty.from_preset('magpie'), standardized with "
             + ctx["scaler"] + ", NaN -> 0",
             "comp_scaler": cfg.comp_scaler,

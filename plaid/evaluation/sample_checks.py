@@ -25,7 +25,24 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (no message): {exc!r}"
 
 
-def check_sample(sample: Sample, cfg: dict) -> dict:
+def check_sample(sample: Sample, cfg: dict, fingerprint: dict | None = None) -> dict:
+    """The check record of one sample. ``fingerprint``: the evaluation's fingerprint settings (``timeout_s``,
+    ``orbit_symprec``, ``backend``, ``over``: "parsed" or "valid"); when given, the sample's fingerprint record is
+    computed here too, under ``"fingerprint"``, sharing CrystalNN's neighbours with the bond-length score."""
+    from .crystalnn import shared_crystalnn
+
+    with shared_crystalnn():
+        out = _check(sample, cfg)
+        if fingerprint is not None and out.get("parsed") and "check_error" not in out and (
+                fingerprint["over"] == "parsed" or (out.get("struct_valid") and out.get("comp_valid"))):
+            from .fingerprints import fingerprint_record
+
+            out["fingerprint"] = fingerprint_record(sample.structure, fingerprint["timeout_s"],
+                                                    fingerprint["orbit_symprec"], fingerprint["backend"])
+    return out
+
+
+def _check(sample: Sample, cfg: dict) -> dict:
     s = sample.structure
     out: dict = {"parsed": s is not None, "error": sample.error}
     if s is None:
@@ -86,18 +103,49 @@ def _payload(payload) -> dict:
 
 def _sample_key(payload):
     """Samples whose structure (bit for bit), text, representation and error agree get the same checks."""
-    sample, _ = payload
+    sample = payload[0]
     if sample.structure is None:
         return None
     return (structure_key(sample.structure), sample.text, sample.representation, sample.error)
 
 
-def run_checks(samples: list[Sample], cfg: dict, path, n_jobs=1, dedupe: bool = True) -> dict:
+def run_checks(samples: list[Sample], cfg: dict, path, n_jobs=1, dedupe: bool = True,
+               fingerprints: dict | None = None) -> dict:
     """``{sample_id: check record}`` for every sample, resuming from ``path``; identical samples
-    (:func:`_sample_key`) are checked once when ``dedupe``."""
+    (:func:`_sample_key`) are checked once when ``dedupe``. ``fingerprints``: ``{"path": fingerprints.jsonl,
+    **settings}`` (:func:`check_sample`): the fingerprint records computed with the checks are appended there,
+    and the fingerprint stage then computes only those that are missing (exactly the same records)."""
+    dedupe_key = _sample_key if dedupe else None
     with JsonlWriter(path, key="sample_id") as writer:
-        return run_stage(_payload, [(s.sample_id, (s, cfg)) for s in samples], writer, n_jobs, "checks",
-                         dedupe_key=_sample_key if dedupe else None)
+        if fingerprints is None:
+            return run_stage(_payload, [(s.sample_id, (s, cfg, None)) for s in samples], writer, n_jobs, "checks",
+                             dedupe_key=dedupe_key)
+        settings = {k: v for k, v in fingerprints.items() if k != "path"}
+        with JsonlWriter(fingerprints["path"], key="sample_id") as fp_writer:
+            items = [(s.sample_id, (s, cfg, None if s.sample_id in fp_writer else settings)) for s in samples]
+            return run_stage(_payload, items, _SplitWriter(writer, fp_writer), n_jobs, "checks",
+                             dedupe_key=dedupe_key)
+
+
+class _SplitWriter:
+    """A check-record writer that sends each record's ``"fingerprint"`` to the fingerprint stage's writer."""
+
+    def __init__(self, checks: JsonlWriter, fingerprints: JsonlWriter):
+        self.checks, self.fingerprints, self.key = checks, fingerprints, checks.key
+
+    def __contains__(self, key) -> bool:
+        return key in self.checks
+
+    @property
+    def records(self):
+        return self.checks.records
+
+    def write(self, record: dict) -> bool:
+        record = dict(record)
+        fp = record.pop("fingerprint", None)
+        if fp is not None and record[self.key] not in self.fingerprints:
+            self.fingerprints.write({self.key: record[self.key], **fp})
+        return self.checks.write(record)
 
 
 def crystallm_valid(row: dict) -> bool:
