@@ -151,6 +151,15 @@ def test_bond_length_score():
     assert bond_length_score(si)[0] == 1.0
 
 
+def test_bond_length_score_without_radius_data_is_a_reason_not_an_error():
+    """pymatgen has no atomic radius for Xe: XeF2 (real MP-20 structures hold it) gets a NaN score and a reason,
+    not a TypeError recorded as a failed check."""
+    xef2 = Structure(Lattice.tetragonal(4.32, 7.0), ["Xe", "F", "F"], [[0, 0, 0], [0, 0, 0.286], [0, 0, -0.286]])
+    score, n_bonds, reason = bond_length_score(xef2)
+    assert math.isnan(score) and reason == "no radius data for Xe-F"
+    assert math.isnan(bond_length_score(xef2, orbit_symprec=1e-5)[0])
+
+
 def test_coverage_known_answers():
     rng = np.random.default_rng(0)
     ref_s, ref_c = rng.random((10, 4)), rng.random((10, 3)) * 5

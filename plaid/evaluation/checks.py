@@ -114,12 +114,17 @@ def site_multiplicity_consistent(text: str, representation: str) -> bool | None:
     return all(abs(formula.get(k, 0.0) - sums.get(k, 0.0)) < 1e-6 for k in keys)
 
 
+def _radius(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def _expected_bond_length(el1, el2) -> float:
+    """CrystaLLM's expected bond length; NaN where pymatgen has no radius (e.g. Xe, Kr atomic radii)."""
     x1, x2 = el1.X, el2.X
     if abs(x1 - x2) >= IONIC_ENEG_DIFF:
         cation, anion = (el1, el2) if x1 < x2 else (el2, el1)
-        return float(cation.average_cationic_radius) + float(anion.average_anionic_radius)
-    return float(el1.atomic_radius) + float(el2.atomic_radius)
+        return _radius(cation.average_cationic_radius) + _radius(anion.average_anionic_radius)
+    return _radius(el1.atomic_radius) + _radius(el2.atomic_radius)
 
 
 @register_metric("bond_length_score")
