@@ -163,11 +163,13 @@ def test_pairs_own_labelling_equals_labels_from_evaluate(mp20, tmp_path, m3gnet_
     own = read_jsonl(tmp_path / "own_labels" / "labels.jsonl")
     from_eval = read_jsonl(tmp_path / "from_eval_labels" / "labels.jsonl")
     assert len(own) == len(from_eval) == 11
+    # energies: float32 MLIP relaxations batched with different batch-mates (evaluate relaxes a duplicate once)
+    # agree to ~1e-7 eV/atom, not bit for bit; every status, label and flag must be equal
     for a, b in zip(own, from_eval):
         assert a.keys() == b.keys()
         for k in a:
             if isinstance(a[k], float):
-                assert a[k] == pytest.approx(b[k], abs=1e-9), (a["sample_id"], k)
+                assert a[k] == pytest.approx(b[k], abs=1e-5), (a["sample_id"], k)
             else:
                 assert a[k] == b[k], (a["sample_id"], k, a[k], b[k])
     by = {x["sample_id"]: x for x in own}
