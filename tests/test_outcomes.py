@@ -163,8 +163,8 @@ def test_pairs_own_labelling_equals_labels_from_evaluate(mp20, tmp_path, m3gnet_
     own = read_jsonl(tmp_path / "own_labels" / "labels.jsonl")
     from_eval = read_jsonl(tmp_path / "from_eval_labels" / "labels.jsonl")
     assert len(own) == len(from_eval) == 11
-    # energies: float32 MLIP relaxations batched with different batch-mates (evaluate relaxes a duplicate once)
-    # agree to ~1e-7 eV/atom, not bit for bit; every status, label and flag must be equal
+    # energies: the two runs' float32 M3GNet relaxations agree to ~1e-7 eV/atom, not bit for bit (a CI run on a
+    # loaded machine measured 3.8e-7 for one sample); every status, label and flag must be equal
     for a, b in zip(own, from_eval):
         assert a.keys() == b.keys()
         for k in a:
