@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from plaid.prompts import PROMPT_STYLES
+
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory (full model or LoRA adapter)")
@@ -13,7 +15,7 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--prompt-style",
         default=None,
-        choices=("plaid", "plaid-paper", "crystal-text-llm", "crystallm"),
+        choices=tuple(PROMPT_STYLES),
         help="wording of the prompts (plaid.prompts); default: the style the model was trained with, else plaid",
     )
     p.add_argument(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from plaid.prompts import PROMPT_STYLES
+
 
 def register(subparsers) -> None:
     data = subparsers.add_parser("data", help="build and inspect training datasets")
@@ -27,7 +29,7 @@ def register(subparsers) -> None:
     build.add_argument(
         "--prompt-style",
         default="plaid",
-        choices=["plaid", "plaid-paper", "crystal-text-llm", "crystallm"],
+        choices=tuple(PROMPT_STYLES),
         help="wording of the prompts (plaid.prompts): plaid's own, PLaID's paper, crystal-text-llm's or CrystaLLM's "
         "(cif only); recorded in the dataset card",
     )

@@ -10,7 +10,7 @@ spglib tolerated, which is why the tolerance is tight (``ORBIT_SYMPREC``, 1e-5 A
 
 ``backend="plaid"`` (the default) computes the Peters-style order parameters of the site fingerprint with
 :mod:`plaid.evaluation.order_params` (vectorised, equal to matminer's to ~1e-15) and CrystalNN's Voronoi facets
-with :mod:`plaid.evaluation.voronoi_fast` (bit-identical); ``backend="matminer"`` calls matminer's ``featurize``
+with :mod:`plaid.evaluation.crystalnn` (bit-identical); ``backend="matminer"`` calls matminer's ``featurize``
 per site, CDVAE's way. Both find the same CrystalNN neighbours."""
 
 from __future__ import annotations

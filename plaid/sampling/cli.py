@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
+from plaid.prompts import PROMPT_STYLES
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--prompt-style",
         default=None,
-        choices=("plaid", "plaid-paper", "crystal-text-llm", "crystallm"),
+        choices=tuple(PROMPT_STYLES),
         help="wording of the prompts (plaid.prompts); default: the style the model was trained with "
         "(plaid_run.json), else plaid",
     )
