@@ -17,6 +17,14 @@ otherwise). Each gets its own, freshly built grammar objects per repeat (no warm
 median ms per step of each, the ratio old / new, and in ``random`` mode how many finished rows' token sequences
 differ from the tokenizer's encoding of their text (non-canonical tokenizations). The vocabulary is
 ``plaid.llama_vocab.llama_like_tokenizer()`` (built once, ~1 min CPU, then cached).
+
+Sample first, mask on rejection (``--reject-rates``, what ``plaid sample`` does for plain temperature or greedy
+sampling): the rows follow the same canonical texts, each row's drawn token is checked (``check_sampled``) and a
+fraction of rows, drawn at the given rate, proposes a token outside the grammar instead (a model's mass outside the
+grammar) and is masked and given the canonical token. Printed: median ms per step of the grammar's work (the
+processor's own clock: advance, check, masks of the rejected rows), against the full mask of every row in the same
+run. ``--model M`` first measures the rate a trained plaid model really has (its own tokenizer and grammar, T=1.0):
+row-steps whose sampled token the grammar rejected, over ``--model-samples`` constrained samples.
 """
 
 from __future__ import annotations
@@ -194,6 +202,66 @@ def run_once(tok, trie, representation, mode, batch, steps, texts, seed):
     return t_old, t_new, finished, differ
 
 
+def run_check_first(tok, trie, representation, batch, steps, texts, rate, seed):
+    """Per-step seconds of sample-then-check on canonical texts, ``rate`` of the row-steps rejected, and of the
+    full mask of every row on the same texts."""
+    from plaid.prompts import generation_prompt
+    from plaid.sampling.constrained import GrammarLogitsProcessor
+
+    prompt = generation_prompt(representation)
+    prompt_ids = tok(prompt, add_special_tokens=False).input_ids
+    forced = [canonical(tok, prompt_ids, prompt, texts[k % len(texts)]) + [tok.eos_token_id] for k in range(batch)]
+    outside = trie.strings.index("@")  # never part of a crystal text
+    rng = random.Random(seed)
+    vocab = len(tok)
+    times = {}
+    for how in ("check", "mask") if seed % 2 == 0 else ("mask", "check"):
+        proc = GrammarLogitsProcessor([grammar_for(representation)] * batch, trie, 400)
+        seq = [[] for _ in range(batch)]
+        times[how] = []
+        for step in range(steps):
+            input_ids = torch.zeros((batch, 1 + step), dtype=torch.long)
+            if step:
+                input_ids[:, 1:] = torch.tensor(seq)
+            scores = torch.zeros((batch, vocab))
+            want = [f[step] if step < len(f) else tok.eos_token_id for f in forced]
+            before = proc.seconds
+            proc.begin(input_ids)
+            if how == "check":
+                drawn = [outside if rng.random() < rate else t for t in want]
+                bad = proc.check_sampled(drawn)
+                if bad:
+                    out = proc.masked(scores[bad], bad)
+                    if not all(torch.isfinite(out[k, want[i]]) for k, i in enumerate(bad)):
+                        raise SystemExit("a canonical token was masked out")
+            else:
+                out = proc.masked(scores)
+            times[how].append(proc.seconds - before)
+            if proc.failures:
+                raise SystemExit(f"rows rejected by the grammar: {proc.failures}")
+            for i in range(batch):
+                seq[i].append(want[i])
+            if all(step >= len(f) for f in forced):
+                break
+    return times["check"], times["mask"]
+
+
+def measured_reject_rate(model: str, representation: str, n: int) -> tuple[int, int, float]:
+    """(row-steps checked, rejected, seconds) of ``n`` constrained samples from a trained model at T=1.0."""
+    from plaid.prompts import generation_prompt
+    from plaid.sampling.constrained import make_grammar
+    from plaid.sampling.generate import HFBackend, SamplingParams
+
+    backend = HFBackend.load(model, device="cpu")
+    grammar = make_grammar(representation, {}, max_atoms=24)
+    start = time.perf_counter()
+    backend.generate(
+        [generation_prompt(representation)] * n, list(range(n)), SamplingParams(max_new_tokens=400), [grammar] * n
+    )
+    checked, rejected = backend.last_constraint_checks
+    return checked, rejected, time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", default="64,256")
@@ -201,12 +269,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--representations", default="wyckoff,coords")
     parser.add_argument("--modes", default="forced,random")
+    parser.add_argument("--reject-rates", default="0.01,0.1", help="sample-then-check runs ('' for none)")
+    parser.add_argument("--model", help="a trained plaid model whose real rejection rate is measured first")
+    parser.add_argument("--model-samples", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     from plaid.llama_vocab import llama_like_tokenizer
     from plaid.sampling.constrained import TokenTrie
 
+    if args.model:
+        checked, rejected, seconds = measured_reject_rate(args.model, "wyckoff", args.model_samples)
+        print(
+            f"{args.model}: {args.model_samples} constrained samples at T=1.0 in {seconds:.1f} s, sampled token "
+            f"rejected at {rejected} of {checked} row-steps ({100 * rejected / max(checked, 1):.2f}%)"
+        )
     tok = llama_like_tokenizer()
     trie = TokenTrie(tok)
     batches = [int(b) for b in args.batch_sizes.split(",")]
@@ -215,7 +292,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for representation in args.representations.split(","):
         texts = real_texts(representation, max(batches)) if "forced" in args.modes else []
-        for mode in args.modes.split(","):
+        for mode in [m for m in args.modes.split(",") if m]:
             for batch in batches:
                 old_ms, new_ms, ratios, fin, diff = [], [], [], 0, 0
                 for r in range(args.repeats):
@@ -230,6 +307,23 @@ def main() -> None:
                     f"{statistics.median(new_ms):.2f} | {statistics.median(ratios):.2f}x | {canon} |",
                     flush=True,
                 )
+
+    rates = [float(r) for r in args.reject_rates.split(",") if r]
+    if rates:
+        print()
+        print("| representation | batch | rejected row-steps | sample-then-check ms/step | full masks ms/step | ratio |")
+        print("|---|---|---|---|---|---|")
+    for representation in args.representations.split(",") if rates else []:
+        texts = real_texts(representation, max(batches))
+        for rate in rates:
+            for batch in batches:
+                check_ms, mask_ms = [], []
+                for r in range(args.repeats):
+                    t_check, t_mask = run_check_first(tok, trie, representation, batch, args.steps, texts, rate, r)
+                    check_ms.append(1e3 * statistics.median(t_check))
+                    mask_ms.append(1e3 * statistics.median(t_mask))
+                c, m = statistics.median(check_ms), statistics.median(mask_ms)
+                print(f"| {representation} | {batch} | {100 * rate:.0f}% | {c:.2f} | {m:.2f} | {m / c:.1f}x |", flush=True)
 
 
 if __name__ == "__main__":

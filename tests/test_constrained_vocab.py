@@ -163,7 +163,7 @@ def test_batched_processor_equals_per_row_definition(llama_tok, trie):
             else:
                 states[i] = grammar.feed(trie.strings[tok], states[i])
             seq[i].append(tok)
-        assert all(proc.cands[i] is proc.cands[0] for i in range(4) if not ended[i])
+        assert all(proc.next[i] is proc.next[0] for i in range(4) if not ended[i])
     assert not proc.failures
 
 

@@ -138,8 +138,8 @@ def bond_length_score(
     one site per orbit of equivalent sites are counted once per member
     (:func:`plaid.evaluation.fingerprints.site_orbits`); a missing radius falls back to every site, so the
     partial bond count in that reason is the per-site one."""
-    from .fingerprints import site_orbits
     from .crystalnn import crystalnn_neighbours
+    from .fingerprints import site_orbits
 
     good = total = 0
     lo, hi = 1.0 - tolerance, 1.0 + tolerance

@@ -82,8 +82,8 @@ def _site_fingerprints(structure: Structure, indices, backend: str) -> np.ndarra
         return np.asarray([featurizer.featurize(structure, i) for i in indices], dtype=float)
     if backend != "plaid":
         raise ValueError(f"unknown fingerprint backend {backend!r}; choose from {', '.join(FINGERPRINT_BACKENDS)}")
-    from .order_params import crystalnn_site_fingerprint
     from .crystalnn import crystalnn_nn_data
+    from .order_params import crystalnn_site_fingerprint
 
     return np.asarray([crystalnn_site_fingerprint(featurizer, structure, i, crystalnn_nn_data(structure, i))
                        for i in indices], dtype=float)

@@ -14,6 +14,14 @@ kept with each candidate's ``u``, so one walk serves every budget, and hashable 
 earlier line fixes anything) keep their walk across steps and ``generate`` calls (an LRU per grammar). The mask
 is built for the whole batch at once from the rows' candidate ids and ``u`` (one budget comparison, one gather and
 one scatter over the allowed (row, token) pairs); no Python loop runs over the vocabulary. The states reached are kept, so the sampled token's state is never recomputed.
+
+Sample first, mask on rejection (``check_sampled``, used by ``generate.RowSampler`` for plain temperature or greedy
+sampling): each row's token is drawn from the unmasked distribution and only that token is checked (one ``feed``);
+a row whose token the grammar rejects gets its full mask and a second, independent draw from the masked
+distribution. For a token t the grammar allows (mass A of the allowed set), P(t) = p(t) + (1 - A) p(t) / A =
+p(t) / A: exactly the masked distribution, and for greedy decoding the same argmax. A model that has learned the
+grammar puts little mass outside it, so most steps cost one ``feed`` per row instead of a trie walk. With top-k or
+top-p the truncation depends on the mask, so every step is masked first.
 """
 
 from __future__ import annotations
@@ -213,11 +221,14 @@ class GrammarLogitsProcessor(LogitsProcessor):
             if id(g) not in initial:
                 initial[id(g)] = g.initial()
         self.states: list[State | None] = [initial[id(g)] for g in self.grammars]
-        self.cands: list[Candidates | None] = [None] * len(self.grammars)
         self.done = [False] * len(self.grammars)
         self.failures: list[int] = []
         self.prompt_len: int | None = None
+        self.budget = max_new_tokens - 1
+        self.next: list[Mapping[int, State] | None] = [None] * len(self.grammars)  # token -> state, per row
         self.seconds = 0.0  # time spent in this processor (the constraint's own cost)
+        self.checked = 0  # row-steps whose sampled token was checked first (check_sampled)
+        self.rejected = 0  # ... and rejected, so that the row was masked and drawn again
         need = max(s.u for s in self.states)
         if need > max_new_tokens:
             raise ValueError(
@@ -232,8 +243,8 @@ class GrammarLogitsProcessor(LogitsProcessor):
             if tok in self.trie.eos_ids:
                 self.done[i] = True
                 continue
-            cands = self.cands[i]
-            state = cands.next.get(tok) if cands is not None else None
+            nxt = self.next[i]
+            state = nxt.get(tok) if nxt is not None else None
             if state is None:
                 text = self.trie.strings[tok] if tok < self.trie.vocab_size else None
                 state = self.grammars[i].feed(text, self.states[i]) if text else None
@@ -244,14 +255,72 @@ class GrammarLogitsProcessor(LogitsProcessor):
             self.states[i] = state
 
     def __call__(self, input_ids, scores):
+        self.begin(input_ids)
+        return self.masked(scores)
+
+    def begin(self, input_ids) -> int:
+        """Advance every row by the token it just took (nothing at the first step); the budget of this step."""
         start = time.perf_counter()
-        out = self._mask(input_ids, scores)
+        batch, length = input_ids.shape
+        if batch != len(self.grammars):
+            raise ValueError(f"processor built for {len(self.grammars)} rows, got {batch}")
+        if self.prompt_len is None:
+            self.prompt_len = length
+        else:
+            self._advance(input_ids[:, -1].tolist())
+        self.budget = self.max_new_tokens - (length - self.prompt_len) - 1
+        self.seconds += time.perf_counter() - start
+        return self.budget
+
+    def check_sampled(self, tokens: Sequence[int]) -> list[int]:
+        """The live rows whose sampled token (one per row) the grammar rejects at this step: a token is accepted
+        when ``feed`` accepts its text and the state reached fits the budget (EOS: when the text may end), exactly
+        the condition of the mask. Accepted rows keep the state reached; ended rows accept anything."""
+        start = time.perf_counter()
+        bad = []
+        eos = self.trie.eos_ids
+        for i, tok in enumerate(tokens):
+            if self.done[i]:
+                continue
+            self.checked += 1
+            grammar, state = self.grammars[i], self.states[i]
+            if tok in eos:
+                ok = grammar.can_end(state)
+                self.next[i] = None
+            else:
+                text = self.trie.strings[tok] if 0 <= tok < self.trie.vocab_size else None
+                nxt = grammar.feed(text, state) if text else None
+                ok = nxt is not None and nxt.u <= self.budget
+                self.next[i] = {tok: nxt} if ok else None
+            if not ok:
+                bad.append(i)
+        self.rejected += len(bad)
+        self.seconds += time.perf_counter() - start
+        return bad
+
+    def masked(self, scores, rows: Sequence[int] | None = None):
+        """``scores`` with every token the grammar disallows at this step set to -inf; with ``rows``, ``scores``
+        holds only those rows (in that order) and only they are masked. Ended rows are left as they are."""
+        start = time.perf_counter()
+        rows_idx, cols, free_rows = self.allowed_index(self.budget, rows)
+        if rows is not None:  # positions of the subset's rows in ``scores``
+            where = torch_tensor([-1] * len(self.grammars), "cpu")
+            where[torch_tensor(list(rows), "cpu")] = torch_tensor(list(range(len(rows))), "cpu")
+            rows_idx = where[rows_idx]
+            free_rows = [int(where[i]) for i in free_rows]
+        out = scores.new_full(scores.shape, float("-inf"))
+        if len(rows_idx):
+            rows_idx, cols = rows_idx.to(scores.device), cols.to(scores.device)
+            out[rows_idx, cols] = scores[rows_idx, cols]
+        if free_rows:
+            free = torch_tensor(free_rows, scores.device)
+            out[free] = scores[free]
         self.seconds += time.perf_counter() - start
         return out
 
-    def allowed_index(self, budget: int):
+    def allowed_index(self, budget: int, rows: Sequence[int] | None = None):
         """(rows, cols) int64 tensors of every allowed (row, token) pair at this step (EOS included), and the
-        rows left free (ended or failed)."""
+        rows left free (ended or failed); with ``rows``, for those rows only."""
         import torch
 
         shared: dict[tuple[int, int], Candidates] = {}
@@ -259,7 +328,8 @@ class GrammarLogitsProcessor(LogitsProcessor):
         us: list[int] = []
         row_of: list[int] = []
         live, free_rows, end_rows = [], [], []
-        for i, grammar in enumerate(self.grammars):
+        for i in range(len(self.grammars)) if rows is None else rows:
+            grammar = self.grammars[i]
             if self.done[i]:
                 free_rows.append(i)
                 continue
@@ -269,7 +339,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
             cands = shared.get(key)
             if cands is None:
                 cands = shared[key] = self.trie.candidates(grammar, state)
-            self.cands[i] = cands
+            self.next[i] = cands.next
             ids.extend(cands.ids)
             us.extend(cands.u)
             row_of.extend([i] * len(cands.ids))
@@ -295,25 +365,6 @@ class GrammarLogitsProcessor(LogitsProcessor):
                 rows = torch.cat([rows, er.repeat_interleave(len(eos))])
                 cols = torch.cat([cols, eos.repeat(len(er))])
         return rows, cols, free_rows
-
-    def _mask(self, input_ids, scores):
-        batch, length = input_ids.shape
-        if batch != len(self.grammars):
-            raise ValueError(f"processor built for {len(self.grammars)} rows, got {batch}")
-        if self.prompt_len is None:
-            self.prompt_len = length
-        else:
-            self._advance(input_ids[:, -1].tolist())
-        budget = self.max_new_tokens - (length - self.prompt_len) - 1
-        rows, cols, free_rows = self.allowed_index(budget)
-        out = scores.new_full(scores.shape, float("-inf"))
-        if len(rows):
-            rows, cols = rows.to(scores.device), cols.to(scores.device)
-            out[rows, cols] = scores[rows, cols]
-        if free_rows:
-            free = torch_tensor(free_rows, scores.device)
-            out[free] = scores[free]
-        return out
 
 
 def torch_tensor(values, device):

@@ -53,20 +53,28 @@ class RowSampler:
     """Logits processor that samples every row from its own random stream and returns scores whose argmax is the
     sampled token (greedy ``generate`` then emits it). Temperature 0 is greedy.
 
-    Each row draws one uniform number per step from ``random.Random(seed)`` and inverts the cumulative
-    distribution (float64), so a sample depends only on its seed and its own probabilities, on any device."""
+    Each row draws one uniform number per draw from ``random.Random(seed)`` and inverts the cumulative
+    distribution (float64), so a sample depends only on its seed and its own probabilities, on any device.
 
-    def __init__(self, seeds: Sequence[int], temperature: float, top_k: int, top_p: float, device=None):
+    ``constraint`` (a ``GrammarLogitsProcessor`` not in the processor list): sample first, then check. Each row's
+    token is drawn without the mask and checked by the grammar; only rejected rows are masked and drawn again (a
+    second uniform number), which gives exactly the masked distribution (``plaid.sampling.constrained``). Only for
+    plain temperature or greedy sampling: with top-k or top-p, which truncate after the mask, put the constraint
+    in the processor list before the sampler instead."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_k: int, top_p: float, device=None,
+                 constraint=None):
         import random
 
+        if constraint is not None and (top_k or top_p < 1.0):
+            raise ValueError("sample-then-check needs top_k=0 and top_p=1 (the truncation depends on the mask)")
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.rngs = [random.Random(int(s)) for s in seeds]
+        self.constraint = constraint
 
-    def __call__(self, input_ids, scores):
+    def _warp(self, scores):
         import torch
 
-        if self.temperature == 0:
-            return scores
         logits = scores.float() / self.temperature
         if self.top_k and self.top_k < logits.shape[-1]:
             kth = torch.topk(logits, self.top_k, dim=-1).values[:, -1:]
@@ -77,10 +85,33 @@ class RowSampler:
             remove = cumulative <= (1 - self.top_p)
             remove[:, -1] = False  # keep at least the most likely token
             logits = logits.masked_fill(remove.scatter(1, order, remove), float("-inf"))
-        cdf = logits.softmax(dim=-1).double().cumsum(dim=-1)
-        u = torch.tensor([r.random() for r in self.rngs], dtype=torch.float64, device=scores.device)
+        return logits
+
+    def _draw(self, scores, rows: Sequence[int]):
+        """One token per row of ``scores`` (rows ``rows`` of the batch, whose streams are used)."""
+        import torch
+
+        if self.temperature == 0:
+            return scores.argmax(dim=-1, keepdim=True)
+        cdf = self._warp(scores).softmax(dim=-1).double().cumsum(dim=-1)
+        u = torch.tensor([self.rngs[i].random() for i in rows], dtype=torch.float64, device=scores.device)
         target = (u * cdf[:, -1]).unsqueeze(1)
-        choice = torch.searchsorted(cdf, target, right=True).clamp_(max=scores.shape[-1] - 1)
+        return torch.searchsorted(cdf, target, right=True).clamp_(max=scores.shape[-1] - 1)
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.constraint is None and self.temperature == 0:
+            return scores
+        if self.constraint is not None:
+            self.constraint.begin(input_ids)
+        choice = self._draw(scores, range(scores.shape[0]))
+        if self.constraint is not None:
+            bad = self.constraint.check_sampled(choice[:, 0].tolist())
+            if bad:
+                index = torch.tensor(bad, dtype=torch.long, device=scores.device)
+                masked = self.constraint.masked(scores[index], bad)
+                choice[index] = self._draw(masked, bad)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(1, choice, 0.0)
 
@@ -97,6 +128,8 @@ class HFBackend:
         self.tokenizer.padding_side = "left"
         self._trie = None
         self.last_constraint_seconds = 0.0  # time the grammar took in the last generate call
+        self.last_constraint_checks = (0, 0)  # (row-steps checked first, of which rejected) in the last call
+        self.sample_then_check = True  # constrained, top_k=0, top_p=1: check the sampled token, mask on rejection
 
     @classmethod
     def load(
@@ -142,12 +175,20 @@ class HFBackend:
         enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
         processors = []
         constraint = None
+        check_first = False
         if grammars is not None:
             from .constrained import GrammarLogitsProcessor
 
             constraint = GrammarLogitsProcessor(grammars, self.trie, params.max_new_tokens)
-            processors.append(constraint)
-        processors.append(RowSampler(seeds, params.temperature, params.top_k, params.top_p, self.device))
+            check_first = self.sample_then_check and not params.top_k and params.top_p == 1.0
+            if not check_first:
+                processors.append(constraint)
+        processors.append(
+            RowSampler(
+                seeds, params.temperature, params.top_k, params.top_p, self.device,
+                constraint=constraint if check_first else None,
+            )
+        )
         config = GenerationConfig(
             max_new_tokens=params.max_new_tokens,
             do_sample=False,
@@ -164,6 +205,7 @@ class HFBackend:
         new = out[:, enc["input_ids"].shape[1] :].tolist()
         failed = set(constraint.failures) if constraint else set()
         self.last_constraint_seconds = constraint.seconds if constraint else 0.0
+        self.last_constraint_checks = (constraint.checked, constraint.rejected) if constraint else (0, 0)
         results = []
         for i, ids in enumerate(new):
             finished = tok.eos_token_id in ids
