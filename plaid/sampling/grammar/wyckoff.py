@@ -376,16 +376,33 @@ class WyckoffGrammar(CharGrammar):
         if buf is not None:
             typed[k] = float(closest_completion(buf, typed[k], self.cd))
         n_typed = k + (buf is not None and buf not in ("", "0", "0."))
+
+        def attempt(o, p):
+            written = list(parts)
+            if buf is not None:
+                written.append(closest_completion(buf, p[k], self.cd))
+            tail = np.mod(np.round(np.mod(p[len(written) :], 1.0), self.cd), 1.0)
+            written += [f"{v:.{self.cd}f}" for v in tail]
+            return self._try(ctx, i, o, written, rest)
+
+        options = list(self.counter.options(ctx.sg, ctx.rem, i, ctx.used, ctx.avail))
+        own = next((o for o in options if o.letter == w.option.letter), None)
+        if own is not None and self.search_budget > 0:
+            # the ranking below always tries the witness's own position at its own values first: try it before
+            # ranking (most departures are a digit the witness's neighbourhood accepts), and not again below
+            hit = attempt(own, np.array(w.values()))
+            if hit is not None:
+                return hit
         group = space_group(ctx.sg)
         ranked = []
-        for o in self.counter.options(ctx.sg, ctx.rem, i, ctx.used, ctx.avail):
+        for o in options:
             wp = group.wyckoff[o.letter]
             q, _ = wp.project(typed)
             near = wp.representative(q)
             miss = np.abs((near - typed + 0.5) % 1.0 - 0.5)[:n_typed].max(initial=0.0)
             targets = [near]
-            if o.letter == w.option.letter:
-                targets.insert(0, np.array(w.values()))
+            if o is own:
+                targets.insert(0, None)  # already tried
             if not o.fixed:
                 targets.extend(representatives(ctx.sg, o)[: self.per_option])
             ranked.append((o.letter != w.option.letter, round(miss, 6), o.after, o, targets))
@@ -396,12 +413,7 @@ class WyckoffGrammar(CharGrammar):
                 if tried >= self.search_budget:
                     return None
                 tried += 1
-                written = list(parts)
-                if buf is not None:
-                    written.append(closest_completion(buf, p[k], self.cd))
-                tail = np.mod(np.round(np.mod(p[len(written) :], 1.0), self.cd), 1.0)
-                written += [f"{v:.{self.cd}f}" for v in tail]
-                hit = self._try(ctx, i, o, written, rest)
+                hit = None if p is None else attempt(o, p)
                 if hit is not None:
                     return hit
                 if o.fixed:
