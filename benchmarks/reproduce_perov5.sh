@@ -10,6 +10,8 @@ NUM_TARGETS=${NUM_TARGETS:-}   # empty: the whole test split
 plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num-targets $NUM_TARGETS} \
     --n 1 20 --batch-size 64 --out outputs/perov_5/bench_csp_constrained
 plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num-targets $NUM_TARGETS} \
+    --n 1 --temperature 0 --batch-size 64 --out outputs/perov_5/bench_csp_greedy_v2   # n=1, greedy decoding
+plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num-targets $NUM_TARGETS} \
     --n 1 20 --no-constrained --batch-size 64 --out outputs/perov_5/bench_csp
 # unconditional generation: novelty against the training split, coverage against the test split (CDVAE)
 plaid benchmark gen --model $MODEL --reference $MODEL/dataset --test $MODEL/dataset --num-samples 1000 \
