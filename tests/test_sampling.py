@@ -152,6 +152,11 @@ def test_unconditional_and_conditional_records(backend, tmp_path):
     assert all(r["formula"] == "NaCl" for r in cond)
     assert summary["attempts"] == 5 and summary["parse_rate"] == 1.0 and summary["samples_per_second"] > 0
     assert json.loads(Path(str(out) + ".summary.json").read_text())["parsed"] == 5
+    grammar = summary["grammar"]  # an untrained model: many draws fall outside the grammar and are drawn again
+    assert grammar["seconds"] > 0 and 0 < grammar["rejected_then_masked"] <= grammar["sampled_tokens_checked"]
+    assert grammar["rejected_fraction"] == round(
+        grammar["rejected_then_masked"] / grammar["sampled_tokens_checked"], 5
+    )
 
 
 def test_unconstrained_failures_are_recorded_not_dropped(backend, tmp_path):

@@ -232,6 +232,7 @@ class Sampler:
         resumed = len(existing)
         owns = self._share(requests, by_request, rank)
         generated, gen_time = 0, 0.0
+        grammar = {"grammar_seconds": 0.0, "checked": 0, "rejected": 0}  # the constraint's own cost (HF backend)
         start = time.perf_counter()
         bar = tqdm(desc="sampling" if rank.world == 1 else f"sampling (rank {rank.rank})", unit="sample",
                    disable=not progress)
@@ -248,6 +249,11 @@ class Sampler:
                 for batch in _batches(items, cfg.batch_size):
                     records, seconds = self._generate(batch)
                     gen_time += seconds
+                    if self.config.constrained:
+                        checked, rejected = getattr(self.backend, "last_constraint_checks", (0, 0))
+                        grammar["grammar_seconds"] += getattr(self.backend, "last_constraint_seconds", 0.0)
+                        grammar["checked"] += checked
+                        grammar["rejected"] += rejected
                     for rec in records:
                         writer.write(rec)
                         by_request[rec["request_id"]].append(rec)
@@ -259,7 +265,7 @@ class Sampler:
         finally:
             bar.close()
             writer.close()
-        mine = {"rank": rank.rank, "generated": generated, "generation_seconds": round(gen_time, 3)}
+        mine = {"rank": rank.rank, "generated": generated, "generation_seconds": round(gen_time, 3), **grammar}
         counts = gather(rank, mine)
         barrier(rank)
         if not rank.is_main:
@@ -278,6 +284,14 @@ class Sampler:
             wall_seconds=round(wall, 3),
             samples_per_second=round(generated / gen_time, 3) if gen_time > 0 else None,
         )
+        if self.config.constrained:  # this run's grammar work and sample-then-check rejections (HF backend)
+            checked, rejected = sum(c["checked"] for c in counts), sum(c["rejected"] for c in counts)
+            summary["grammar"] = {
+                "seconds": round(sum(c["grammar_seconds"] for c in counts), 3),
+                "sampled_tokens_checked": checked,
+                "rejected_then_masked": rejected,
+                "rejected_fraction": round(rejected / checked, 5) if checked else None,
+            }
         if rank.world > 1:  # generation time is per process; throughput of the whole run is per wall second
             summary.update(processes=rank.world, per_rank=counts,
                            generation_seconds=round(sum(c["generation_seconds"] for c in counts), 3),
