@@ -246,12 +246,15 @@ def run_check_first(tok, trie, representation, batch, steps, texts, rate, seed):
     return times["check"], times["mask"]
 
 
-def measured_reject_rate(model: str, representation: str, n: int) -> tuple[int, int, float]:
-    """(row-steps checked, rejected, seconds) of ``n`` constrained samples from a trained model at T=1.0."""
+def measured_reject_rate(model: str, n: int) -> tuple[int, int, float]:
+    """(row-steps checked, rejected, seconds) of ``n`` constrained samples from a trained model at T=1.0, in the
+    representation it was trained on."""
+    from plaid.app.cli import model_representation
     from plaid.prompts import generation_prompt
     from plaid.sampling.constrained import make_grammar
     from plaid.sampling.generate import HFBackend, SamplingParams
 
+    representation = model_representation(model) or "wyckoff"
     backend = HFBackend.load(model, device="cpu")
     grammar = make_grammar(representation, {}, max_atoms=24)
     start = time.perf_counter()
@@ -279,7 +282,7 @@ def main() -> None:
     from plaid.sampling.constrained import TokenTrie
 
     if args.model:
-        checked, rejected, seconds = measured_reject_rate(args.model, "wyckoff", args.model_samples)
+        checked, rejected, seconds = measured_reject_rate(args.model, args.model_samples)
         print(
             f"{args.model}: {args.model_samples} constrained samples at T=1.0 in {seconds:.1f} s, sampled token "
             f"rejected at {rejected} of {checked} row-steps ({100 * rejected / max(checked, 1):.2f}%)"

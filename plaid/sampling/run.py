@@ -232,7 +232,8 @@ class Sampler:
         resumed = len(existing)
         owns = self._share(requests, by_request, rank)
         generated, gen_time = 0, 0.0
-        grammar = {"grammar_seconds": 0.0, "checked": 0, "rejected": 0}  # the constraint's own cost (HF backend)
+        grammar = {"grammar_seconds": 0.0, "checked": 0, "rejected": 0}  # the constraint's own cost
+        measures_grammar = cfg.constrained and hasattr(self.backend, "last_constraint_checks")  # the HF backend
         start = time.perf_counter()
         bar = tqdm(desc="sampling" if rank.world == 1 else f"sampling (rank {rank.rank})", unit="sample",
                    disable=not progress)
@@ -249,9 +250,9 @@ class Sampler:
                 for batch in _batches(items, cfg.batch_size):
                     records, seconds = self._generate(batch)
                     gen_time += seconds
-                    if self.config.constrained:
-                        checked, rejected = getattr(self.backend, "last_constraint_checks", (0, 0))
-                        grammar["grammar_seconds"] += getattr(self.backend, "last_constraint_seconds", 0.0)
+                    if measures_grammar:
+                        checked, rejected = self.backend.last_constraint_checks
+                        grammar["grammar_seconds"] += self.backend.last_constraint_seconds
                         grammar["checked"] += checked
                         grammar["rejected"] += rejected
                     for rec in records:
@@ -284,7 +285,7 @@ class Sampler:
             wall_seconds=round(wall, 3),
             samples_per_second=round(generated / gen_time, 3) if gen_time > 0 else None,
         )
-        if self.config.constrained:  # this run's grammar work and sample-then-check rejections (HF backend)
+        if measures_grammar:  # this run's grammar work and sample-then-check rejections
             checked, rejected = sum(c["checked"] for c in counts), sum(c["rejected"] for c in counts)
             summary["grammar"] = {
                 "seconds": round(sum(c["grammar_seconds"] for c in counts), 3),
