@@ -237,13 +237,14 @@ class GrammarLogitsProcessor(LogitsProcessor):
             )
 
     def _advance(self, last: list[int]) -> None:
+        eos, done, nxt_of = set(self.trie.eos_ids), self.done, self.next
         for i, tok in enumerate(last):
-            if self.done[i]:
+            if done[i]:
                 continue
-            if tok in self.trie.eos_ids:
-                self.done[i] = True
+            if tok in eos:
+                done[i] = True
                 continue
-            nxt = self.next[i]
+            nxt = nxt_of[i]
             state = nxt.get(tok) if nxt is not None else None
             if state is None:
                 text = self.trie.strings[tok] if tok < self.trie.vocab_size else None
@@ -278,22 +279,25 @@ class GrammarLogitsProcessor(LogitsProcessor):
         the condition of the mask. Accepted rows keep the state reached; ended rows accept anything."""
         start = time.perf_counter()
         bad = []
-        eos = self.trie.eos_ids
+        eos = set(self.trie.eos_ids)
+        strings, vocab, budget = self.trie.strings, self.trie.vocab_size, self.budget
+        done, grammars, states, nxt_of = self.done, self.grammars, self.states, self.next
+        checked = 0
         for i, tok in enumerate(tokens):
-            if self.done[i]:
+            if done[i]:
                 continue
-            self.checked += 1
-            grammar, state = self.grammars[i], self.states[i]
+            checked += 1
             if tok in eos:
-                ok = grammar.can_end(state)
-                self.next[i] = None
+                ok = grammars[i].can_end(states[i])
+                nxt_of[i] = None
             else:
-                text = self.trie.strings[tok] if 0 <= tok < self.trie.vocab_size else None
-                nxt = grammar.feed(text, state) if text else None
-                ok = nxt is not None and nxt.u <= self.budget
-                self.next[i] = {tok: nxt} if ok else None
+                text = strings[tok] if 0 <= tok < vocab else None
+                nxt = grammars[i].feed(text, states[i]) if text else None
+                ok = nxt is not None and nxt.u <= budget
+                nxt_of[i] = {tok: nxt} if ok else None
             if not ok:
                 bad.append(i)
+        self.checked += checked
         self.rejected += len(bad)
         self.seconds += time.perf_counter() - start
         return bad

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 from ...representations.spacegroups import lattice_rules
 from .numbers import grid_down, grid_up
@@ -96,11 +97,11 @@ class LatticePlan:
     boxes: tuple[tuple[float, float, float], ...] = ((0.0, 0.0, 0.0),)  # minimum lengths, one per placement
 
     # ---------------------------------------------------------------------------------------- structure
-    @property
+    @cached_property
     def forced(self) -> dict[int, object]:
         return dict(lattice_rules(self.lattice_type))
 
-    @property
+    @cached_property
     def free_lengths(self) -> tuple[int, ...]:
         f = self.forced
         return tuple(i for i in range(3) if i not in f)
@@ -108,7 +109,7 @@ class LatticePlan:
     def exponent(self, i: int) -> int:
         return 1 + sum(1 for j, t in self.forced.items() if j < 3 and t == i)
 
-    @property
+    @cached_property
     def angles_forced(self) -> bool:
         f = self.forced
         return all(i in f for i in range(3, 6))
@@ -148,7 +149,10 @@ class LatticePlan:
     # ---------------------------------------------------------------------------------------- intervals
     def length_intervals(self, done: tuple[float, ...]) -> list[tuple[float, float]]:
         """Intervals of free length number ``len(done)`` (done = the values of a, b, ... so far), one per box
-        the earlier lengths fit."""
+        the earlier lengths fit (memoised: rows of one formula and group share a plan)."""
+        return _memo_length_intervals(self, tuple(done))
+
+    def _length_intervals(self, done: tuple[float, ...]) -> list[tuple[float, float]]:
         out = []
         for v in self.alive(done):
             lo, hi = self._length_interval(done, self.boxes[v])
@@ -197,7 +201,10 @@ class LatticePlan:
     def angle_interval(self, lengths: tuple[float, ...], done: tuple[float, ...]) -> tuple[float, float]:
         """Interval of angle number ``len(done)`` (alpha, beta, gamma) given the lengths and earlier angles: the
         union over the boxes still valid (``angle_boxes``; each interval contains 90 degrees, so the union is an
-        interval)."""
+        interval; memoised)."""
+        return _memo_angle_interval(self, tuple(lengths), tuple(done))
+
+    def _angle_union(self, lengths: tuple[float, ...], done: tuple[float, ...]) -> tuple[float, float]:
         los, his = [], []
         for v in self.angle_boxes(lengths, done):
             lo, hi = self._angle_interval(lengths, done, self.boxes[v][0])
@@ -224,3 +231,13 @@ class LatticePlan:
             lo_c, hi_c = max(lo_c, rlo / g(k)), min(hi_c, rhi / g(k))
         lo_c, hi_c = max(-1.0, lo_c), min(1.0, hi_c)
         return math.degrees(math.acos(hi_c)), math.degrees(math.acos(lo_c))
+
+
+@lru_cache(maxsize=65536)
+def _memo_length_intervals(plan: LatticePlan, done: tuple[float, ...]) -> tuple[tuple[float, float], ...]:
+    return tuple(plan._length_intervals(done))
+
+
+@lru_cache(maxsize=65536)
+def _memo_angle_interval(plan: LatticePlan, lengths: tuple[float, ...], done: tuple[float, ...]) -> tuple[float, float]:
+    return plan._angle_union(lengths, done)

@@ -137,14 +137,56 @@ class Geometry:
         self.d = min_distance
         self._to_lll = lattice.lll_inverse
         self._images = _IMAGES @ lattice.lll_matrix  # (27, 3) Cartesian image shifts
+        # with orthogonal axes the nearest of the 27 images is the nearest periodic image, so these distances move
+        # by at most |v| when a point moves by v: the bound ``WyckoffGrammar._slide`` relies on
+        gram = self.matrix @ self.matrix.T
+        self.orthogonal = bool(np.abs(gram - np.diag(np.diag(gram))).max() <= 1e-9 * np.diag(gram).max())
+        self._speed: dict = {}
 
     def distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if self.orthogonal:  # the nearest image is the wrapped difference itself (the same numbers, fewer steps)
+            d = a[:, None, :] - b[None, :, :]
+            d -= np.round(d)
+            cart = d @ self.matrix
+            return np.sqrt((cart * cart).sum(-1))
         fa, fb = a @ self._to_lll, b @ self._to_lll
         d = fa[:, None, :] - fb[None, :, :]
         d -= np.round(d)
         cart = d @ self.lattice.lll_matrix  # (m, n, 3)
         v = cart[:, :, None, :] + self._images[None, None]
         return np.sqrt((v * v).sum(-1).min(-1))
+
+    def speed(self, sg: int, letter: str, k: int) -> float | None:
+        """How far (Angstrom) an atom of the orbit of position ``letter`` moves at most per unit change of its
+        written coordinate ``k``, where that is known: when the coordinate is one free parameter that no other
+        coordinate uses (the decoder reads it exactly), and 0 when the position fixes it (the decoder's projection
+        discards it; in an orthogonal cell the choice of periodic image does not depend on it). None otherwise."""
+        key = (sg, letter, k)
+        if key not in self._speed:
+            self._speed[key] = None
+            ops = wyckoff_position(sg, letter).ops
+            j = independent_parameter(sg, letter, k)
+            if j is not None:
+                self._speed[key] = float(np.linalg.norm(ops[:, :, j] @ self.matrix, axis=1).max())
+            elif self.orthogonal and not np.abs(ops[0][k, :3]).any():
+                self._speed[key] = 0.0
+        return self._speed[key]
+
+    def separations(self, points: np.ndarray, *groups: np.ndarray) -> tuple[float, ...]:
+        """(smallest distance between two different points of ``points``, then the smallest distance from
+        ``points`` to each group; inf where there is nothing), with one distance computation."""
+        sizes = [len(points), *(len(g) for g in groups)]
+        dm = self.distances(points, np.concatenate([points, *groups]))
+        if len(points) > 1:
+            np.fill_diagonal(dm[:, : len(points)], np.inf)
+        col = dm.min(axis=0) if len(points) else np.full(dm.shape[1], np.inf)
+        out, at = [], 0
+        for n in sizes:
+            out.append(float(col[at : at + n].min()) if n else np.inf)
+            at += n
+        if len(points) <= 1:
+            out[0] = np.inf
+        return tuple(out)
 
     def apart(self, points: np.ndarray, other: np.ndarray) -> bool:
         """Every point at least ``d`` from every point of ``other``."""
@@ -161,6 +203,23 @@ class Geometry:
             if len(o) and self.distances(points, o).min() < self.d:
                 return False
         return True
+
+
+@cache
+def independent_parameter(sg: int, letter: str, k: int) -> int | None:
+    """The free parameter j with coordinate k = q_j + t_k of the position's first operation when no other
+    coordinate depends on q_j and coordinate k on nothing else (None otherwise): the decoder's projection then
+    returns q_j = x_k exactly, whatever the other written coordinates are."""
+    wp = wyckoff_position(sg, letter)
+    w = wp.ops[0][:, :3]
+    row = w[k]
+    nonzero = np.flatnonzero(np.abs(row) > 1e-12)
+    if wp.dof == 0 or len(nonzero) != 1:
+        return None
+    j = int(nonzero[0])
+    if abs(row[j] - 1.0) > 1e-12 or np.abs(np.delete(w[:, j], k)).max(initial=0.0) > 1e-12:
+        return None
+    return j
 
 
 def orbit_atoms(orbits) -> np.ndarray:

@@ -27,7 +27,8 @@ functions and the parse context are in ``wyckoff_lines``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -39,16 +40,17 @@ from .base import (
     element_symbols,
 )
 from .cell import LatticePlan
-from .numbers import closest_completion
+from .numbers import closest_completion, prefix_interval
 from .placement import (
     Orbit,
     decode_points,
     find_placement,
+    independent_parameter,
     orbit_atoms,
     representatives,
     spread_placement,
 )
-from .sites import SiteCounter, group_slots, take_fixed
+from .sites import SiteCounter, group_slots, take_fixed, wyckoff_position
 from .wyckoff_lines import END, F_SYM, NEXT, O_END, STEP, Ctx
 
 # reference cell shapes (a, b, c) whose spread placements give the boxes of minimum lengths
@@ -62,6 +64,12 @@ _SHAPES = {
     "monoclinic": ((1.0, 1.0, 1.0), (3.0, 1.0, 3.0), (1.0, 3.0, 1.0)),
     "triclinic": ((1.0, 1.0, 1.0),),  # singular value of the whole lattice
 }
+
+# plans (lattice rules and spread placements) by grammar settings, group and formula, shared by grammars: CSP and
+# conditioned sampling build one grammar per prompt, and the spread placements are the costly part of a new one
+_PLANS: OrderedDict = OrderedDict()
+_PLANS_KEPT = 4096
+
 
 class WyckoffGrammar(CharGrammar):
     """Incremental validator of PLaID Wyckoff text (see module docstring).
@@ -133,6 +141,11 @@ class WyckoffGrammar(CharGrammar):
         self._sg_memo: dict = {}
         self._pending_memo: dict = {}
         self._plans: dict = {}
+        self._best_memo: dict = {}
+        self._formula_steps: dict = {}
+        # the direct first try of a departing coordinate digit (``_slide``); False runs every search in full (the
+        # definition, which tests compare with: the same characters accepted, the same completion lengths)
+        self.shortcuts = True
 
     # ------------------------------------------------------------------------------------------ public API
     def initial(self) -> State:
@@ -160,7 +173,18 @@ class WyckoffGrammar(CharGrammar):
         return NEXT[state.phase](self, state)
 
     def step(self, state: State, ch: str) -> State | None:
-        return STEP[state.phase](self, state, ch)
+        if state.ctx is not None:
+            return STEP[state.phase](self, state, ch)
+        # the formula line: its states are values (no lattice, no atoms), so rows and calls share their steps
+        key = (state, ch)
+        try:
+            return self._formula_steps[key]
+        except KeyError:
+            pass
+        if len(self._formula_steps) >= 1 << 16:
+            self._formula_steps.clear()
+        out = self._formula_steps[key] = STEP[state.phase](self, state, ch)
+        return out
 
     def line(self, ctx: Ctx, orbit: Orbit) -> str:
         return f"{ctx.elements[orbit.element]} {' '.join(orbit.written)} {orbit.option.mult}{orbit.option.letter}"
@@ -274,6 +298,12 @@ class WyckoffGrammar(CharGrammar):
         key = (sg, counts)
         if key in self._plans:
             return self._plans[key]
+        shared = (self.max_atoms, self.cd, self.min_distance, self.length_range, self.volume_per_atom, self.ld,
+                  self.ad, sg, counts)
+        if shared in _PLANS:  # another grammar with the same settings planned this group and formula already
+            _PLANS.move_to_end(shared)
+            self._plans[key] = _PLANS[shared]
+            return self._plans[key]
         lattice_type = group_slots(sg).lattice_type
         margin = self.min_distance * 1.01
         spreads, boxes = [], []
@@ -295,32 +325,42 @@ class WyckoffGrammar(CharGrammar):
             )
             if plan.feasible():
                 out = (plan, tuple(spreads))
-        self._plans[key] = out
+        self._plans[key] = _PLANS[shared] = out
+        if len(_PLANS) > _PLANS_KEPT:
+            _PLANS.popitem(last=False)
         return out
 
     def _best_group(self, s: State, prefix: str) -> int | None:
-        """The cheapest group starting with ``prefix`` that has a plan (None if none)."""
+        """The cheapest group starting with ``prefix`` that has a plan (None if none; memoised per formula)."""
         counts = tuple(n for _, n in s.ctx.formula)
-        for g, _ in sorted(s.aux.items(), key=lambda kv: (kv[1], kv[0])):
-            if str(g).startswith(prefix) and self.plan(g, counts) is not None:
-                return g
-        return None
+        key = (counts, prefix)
+        if key not in self._best_memo:
+            self._best_memo[key] = None
+            for g, _ in sorted(s.aux.items(), key=lambda kv: (kv[1], kv[0])):
+                if str(g).startswith(prefix) and self.plan(g, counts) is not None:
+                    self._best_memo[key] = g
+                    break
+        return self._best_memo[key]
 
     # -------------------------------------------------------------------------------------- witnesses
     def _budget_line(self, typed: int, rest: int) -> int:
         return self.orbit_line - typed - 1 + rest * self.orbit_line
 
-    def _rest_after(self, ctx: Ctx, orbit: Orbit, rest: tuple[Orbit, ...]) -> tuple[Orbit, ...] | None:
+    def _rest_after(
+        self, ctx: Ctx, orbit: Orbit, rest: tuple[Orbit, ...], apart: Sequence[bool] | None = None
+    ) -> tuple[Orbit, ...] | None:
         """A witness for what is left once ``orbit`` is placed, repaired from ``rest`` (the witness it replaces
         the first orbit of): its orbits clear of the new one are kept (while the counts allow), the others are
-        placed again by a bounded search; if that fails, a search from scratch. None if neither finds one."""
+        placed again by a bounded search; if that fails, a search from scratch. None if neither finds one.
+        ``apart``: whether each orbit of ``rest`` is clear of ``orbit``, where the caller measured it."""
         o, i = orbit.option, orbit.element
         rem = ctx.rem[:i] + (ctx.rem[i] - o.mult,) + ctx.rem[i + 1 :]
+        if apart is None:
+            apart = [ctx.geom.apart(orbit.points, r.points) for r in rest]
         kept = [
             r
-            for r in rest
-            if not (o.fixed and r.option.fixed and r.option.letter == o.letter)
-            and ctx.geom.apart(orbit.points, r.points)
+            for r, clear in zip(rest, apart)
+            if clear and not (o.fixed and r.option.fixed and r.option.letter == o.letter)
         ]
         for j in range(len(rem)):  # a different multiplicity can leave an element over-full: drop orbits of it
             while sum(r.option.mult for r in kept if r.element == j) > rem[j]:
@@ -355,12 +395,74 @@ class WyckoffGrammar(CharGrammar):
         return all(sum(r.option.mult for r in orbits if r.element == j) == n for j, n in enumerate(rem))
 
     def _try(self, ctx: Ctx, i: int, option, written, rest) -> tuple[Orbit, tuple] | None:
+        """The orbit ``written`` at ``option`` if its atoms are clear of each other and of the atoms placed, with
+        a witness for the rest (``_rest_after``); None otherwise. One distance computation for all the checks."""
         pts = decode_points(ctx.sg, option.letter, [float(v) for v in written], ctx.geom.matrix)
-        if not ctx.geom.clear(pts, ctx.occupied):
+        own, occupied, *to_rest = ctx.geom.separations(pts, ctx.occupied, *(r.points for r in rest))
+        d = self.min_distance
+        if own < d or occupied < d:
             return None
         orbit = Orbit(i, option, tuple(written), pts)
-        new_rest = self._rest_after(ctx, orbit, rest)
+        new_rest = self._rest_after(ctx, orbit, rest, [x >= d for x in to_rest])
         return None if new_rest is None else (orbit, new_rest)
+
+    def _written(self, parts: tuple[str, ...], buf: str | None, p) -> list[str]:
+        """Coordinates ``parts``, then the completion of ``buf`` closest to ``p``'s, then ``p``'s own."""
+        written = list(parts)
+        if buf is not None:
+            written.append(closest_completion(buf, p[len(parts)], self.cd))
+        tail = np.mod(np.round(np.mod(np.asarray(p[len(written) :], dtype=float), 1.0), self.cd), 1.0)
+        return written + [f"{v:.{self.cd}f}" for v in tail]
+
+    def _slide(self, ctx: Ctx, i: int, w: Orbit, rest, parts: tuple[str, ...], buf: str):
+        """The search's first try, computed directly where it can be: the witness's own position with the
+        coordinate being typed moved to the completion of ``buf`` closest to the witness's value, the rest of the
+        witness kept. Applies in an orthogonal cell when that coordinate is an independent free parameter of the
+        position (``Geometry.speed``): the moved orbit is checked with one distance computation against itself,
+        the atoms placed and the rest of the witness.
+
+        At a fixed position the decoder ignores the coordinates written, so the witness's atoms do not move and
+        every completion is valid.
+
+        Returns (orbit, rest, every) where the try succeeds: exactly what ``_search`` returns then, and
+        ``every`` says whether *every* completion of ``buf`` keeps the witness valid (each atom moves by at most
+        ``speed * |x - v|`` and distances by at most that, twice that within the orbit, so it holds when the
+        margins exceed it); then the rest of the coordinate needs no search. None where it does not apply or the
+        try fails (the caller then searches as before)."""
+        geom, k = ctx.geom, len(parts)
+        if not self.shortcuts or self.search_budget <= 0:
+            return None
+        fixed = w.option.fixed
+        speed = None if fixed or not geom.orthogonal else geom.speed(ctx.sg, w.option.letter, k)
+        if speed is None and not fixed:
+            return None
+        options = self.counter.options(ctx.sg, ctx.rem, i, ctx.used, ctx.avail)
+        o = next((x for x in options if x.letter == w.option.letter), None)  # the search's own position
+        if o is None:
+            return None
+        d, margin = self.min_distance, 1e-6  # margin: far above rounding (the decoder rounds points to 1e-8)
+        if speed:  # an independent coordinate: are all completions of buf valid? (checked at their middle)
+            lo, hi = prefix_interval(buf, self.cd)
+            j = independent_parameter(ctx.sg, o.letter, k)
+            shift = (lo + hi) / 2 - float(w.written[k])
+            middle = w.points + shift * wyckoff_position(ctx.sg, o.letter).ops[:, :, j]
+            own, near = geom.separations(middle, np.concatenate([ctx.occupied, orbit_atoms(rest)]))
+            move = speed * (hi - lo) / 2
+            if near - move >= d + margin and own - 2 * move >= d + margin:
+                return w, rest, True  # the witness orbit is decoded again once the coordinate is complete
+        written = self._written(parts, buf, w.values())
+        if fixed:  # the decoder ignores a fixed position's coordinates: the witness's atoms stay where they are
+            return Orbit(i, o, tuple(written), w.points), rest, True
+        pts = decode_points(ctx.sg, o.letter, [float(v) for v in written], geom.matrix)
+        if speed == 0.0:  # a coordinate the position fixes: the same atoms, checked, so the same valid witness
+            step = pts - w.points
+            if np.abs(step - np.round(step)).max(initial=0.0) <= 1e-9:
+                return Orbit(i, o, tuple(written), pts), rest, True
+            speed = None  # not the same atoms after all (cannot happen in an orthogonal cell): check them
+        own, near = geom.separations(pts, np.concatenate([ctx.occupied, orbit_atoms(rest)]))
+        if near < d or own < d:
+            return None
+        return Orbit(i, o, tuple(written), pts), rest, False
 
     def _search(self, ctx: Ctx, i: int, w: Orbit, rest, parts: tuple[str, ...], buf: str | None):
         """A witness orbit of element ``i`` whose coordinates start with ``parts`` (complete) and ``buf`` (the
@@ -378,12 +480,7 @@ class WyckoffGrammar(CharGrammar):
         n_typed = k + (buf is not None and buf not in ("", "0", "0."))
 
         def attempt(o, p):
-            written = list(parts)
-            if buf is not None:
-                written.append(closest_completion(buf, p[k], self.cd))
-            tail = np.mod(np.round(np.mod(p[len(written) :], 1.0), self.cd), 1.0)
-            written += [f"{v:.{self.cd}f}" for v in tail]
-            return self._try(ctx, i, o, written, rest)
+            return self._try(ctx, i, o, self._written(parts, buf, p), rest)
 
         options = list(self.counter.options(ctx.sg, ctx.rem, i, ctx.used, ctx.avail))
         own = next((o for o in options if o.letter == w.option.letter), None)

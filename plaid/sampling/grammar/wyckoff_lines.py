@@ -133,7 +133,10 @@ def _step_sg(g: WyckoffGrammar, s: State, ch: str) -> State | None:
 
 
 def _lattice_bounds(g: WyckoffGrammar, s: State) -> tuple[str | None, list[tuple[float, float]]]:
-    """(forced text or None, allowed intervals) of the lattice number being read."""
+    """(forced text or None, allowed intervals) of the lattice number being read (kept in ``aux`` once the
+    number has a character)."""
+    if s.aux is not None:
+        return s.aux
     plan, k = s.ctx.plan, len(s.parts)
     if s.phase == LEN:
         forced = plan.forced_text(k, s.parts)
@@ -160,7 +163,7 @@ def _step_lattice(g: WyckoffGrammar, s: State, ch: str) -> State | None:
                 return None
         elif not any(number_prefix_ok(buf, lo, hi, 3, dec) for lo, hi in intervals):
             return None
-        return State(s.phase, buf, s.parts, None, s.ctx, u)
+        return State(s.phase, buf, s.parts, (forced, intervals), s.ctx, u)
     if (s.buf != forced) if forced is not None else not any(number_complete(s.buf, lo, hi, dec) for lo, hi in intervals):
         return None
     parts = s.parts + (s.buf,)
@@ -228,7 +231,7 @@ def _step_o_el(g: WyckoffGrammar, s: State, ch: str) -> State | None:
             return None
         k = next(j for j, o in enumerate(ctx.witness) if o.element == i)  # the witness fills every count
         w, rest = ctx.witness[k], ctx.witness[:k] + ctx.witness[k + 1 :]
-        return State(O_CO, "", (), (i, w, rest), ctx, g._budget_line(len(s.buf), len(rest)))
+        return State(O_CO, "", (), (i, w, rest, None), ctx, g._budget_line(len(s.buf), len(rest)))
     return None
 
 
@@ -241,8 +244,13 @@ def _agrees(w: Orbit, parts: tuple[str, ...], buf: str | None) -> bool:
 
 
 def _step_o_co(g: WyckoffGrammar, s: State, ch: str) -> State | None:
+    """A coordinate character. ``aux`` = (element, witness orbit, rest of the witness, ``every``): ``every`` is
+    a prefix of the coordinate being typed every completion of which keeps the witness's position valid with the
+    same rest (``WyckoffGrammar._slide``; None if not known). Its digits then need no search, and the witness
+    orbit is decoded again only once the coordinate is complete: the same states of the witness as a search per
+    digit would give, without the searches."""
     ctx = s.ctx
-    i, w, rest = s.aux
+    i, w, rest, every = s.aux
     el = ctx.elements[i]
     typed = len(el) + 1 + sum(len(p) + 1 for p in s.parts) + len(s.buf)
     hi = 1.0 - 10.0 ** (-g.cd)
@@ -250,28 +258,39 @@ def _step_o_co(g: WyckoffGrammar, s: State, ch: str) -> State | None:
         buf = s.buf + ch
         if not number_prefix_ok(buf, 0.0, hi, 1, g.cd):
             return None
-        if not _agrees(w, s.parts, buf):
-            found = g._search(ctx, i, w, rest, s.parts, buf)
-            if found is None:
-                return None
-            w, rest = found
-        return State(O_CO, buf, s.parts, (i, w, rest), ctx, g._budget_line(typed + 1, len(rest)))
+        if every is None and not w.written[len(s.parts)].startswith(buf):  # (w agrees with s.parts already)
+            slid = g._slide(ctx, i, w, rest, s.parts, buf)
+            if slid is not None:
+                w, rest, whole = slid
+                every = buf if whole else None
+            else:
+                found = g._search(ctx, i, w, rest, s.parts, buf)
+                if found is None:
+                    return None
+                w, rest = found
+        return State(O_CO, buf, s.parts, (i, w, rest, every), ctx, g._budget_line(typed + 1, len(rest)))
     if ch == " " and number_complete(s.buf, 0.0, hi, g.cd):
         parts = s.parts + (s.buf,)
-        if not _agrees(w, parts, None):
+        if every is not None:  # the witness's position at the typed value, its rest unchanged
+            written = parts + w.written[len(parts) :]
+            pts = w.points if w.option.fixed else decode_points(  # (the decoder ignores a fixed one's)
+                ctx.sg, w.option.letter, [float(v) for v in written], ctx.geom.matrix
+            )
+            w = Orbit(w.element, w.option, written, pts)
+        elif not _agrees(w, parts, None):
             found = g._search(ctx, i, w, rest, parts, None if len(parts) == 3 else "")
             if found is None:
                 return None
             w, rest = found
         if len(parts) < 3:
-            return State(O_CO, "", parts, (i, w, rest), ctx, g._budget_line(typed + 1, len(rest)))
-        viable = _viable_labels(g, ctx, i, parts, w, rest)
-        return State(O_MU, "", parts, (i, viable), ctx, g._budget_line(typed + 1, min(len(r) for _, r in viable)))
+            return State(O_CO, "", parts, (i, w, rest, None), ctx, g._budget_line(typed + 1, len(rest)))
+        first = (Orbit(w.element, w.option, tuple(parts), w.points), rest)
+        return State(O_MU, "", parts, (i, (first,), False, first), ctx, g._budget_line(typed + 1, len(rest)))
     return None
 
 
 def _viable_labels(g: WyckoffGrammar, ctx: Ctx, i: int, parts, w: Orbit, rest) -> tuple:
-    """(orbit, rest witness) for every Wyckoff label the complete triple can take; the witness's first."""
+    """(orbit, rest witness) for every Wyckoff label the complete triple can take; the witness's (``w``) first."""
     out = [(Orbit(w.element, w.option, tuple(parts), w.points), rest)]
     for o in g.counter.options(ctx.sg, ctx.rem, i, ctx.used, ctx.avail):
         if o.letter == w.option.letter:
@@ -282,19 +301,47 @@ def _viable_labels(g: WyckoffGrammar, ctx: Ctx, i: int, parts, w: Orbit, rest) -
     return tuple(out)
 
 
+def _labels(g: WyckoffGrammar, s: State) -> tuple:
+    """Every (orbit, rest witness) the complete triple can take whose multiplicity starts with ``s.buf``."""
+    i, viable, complete, (orbit, rest) = s.aux
+    if not complete:
+        viable = _viable_labels(g, s.ctx, i, s.parts, orbit, rest)
+    return tuple(v for v in viable if str(v[0].option.mult).startswith(s.buf))
+
+
 def _step_o_mu(g: WyckoffGrammar, s: State, ch: str) -> State | None:
+    """A Wyckoff-label character. ``aux`` = (element, labels, complete, witness): ``labels`` are (orbit, rest
+    witness) pairs of labels the triple can take with the multiplicity typed so far, all of them (``complete``,
+    ``_labels``) or those found so far, the witness's own first; ``witness`` is the (orbit, rest) the coordinates
+    ended with. Positions are tried only when the text departs from the labels found, one at a time, so a
+    character is accepted exactly when some label that allows it can take the triple."""
     ctx = s.ctx
-    i, viable = s.aux
+    i, viable, complete, base = s.aux
     typed = len(ctx.elements[i]) + 1 + sum(len(p) + 1 for p in s.parts) + len(s.buf)
     if ch in DIGITS:
         buf = s.buf + ch
         if buf[0] == "0":
             return None
         match = tuple(v for v in viable if str(v[0].option.mult).startswith(buf))
+        if not match and not complete:  # departs from the labels known: the first position it allows that fits
+            for o in g.counter.options(ctx.sg, ctx.rem, i, ctx.used, ctx.avail):
+                if str(o.mult).startswith(buf) and o.letter != base[0].option.letter:
+                    hit = g._try(ctx, i, o, s.parts, base[1])
+                    if hit is not None:
+                        match = (hit,)
+                        break
         if not match:
             return None
-        return State(O_MU, buf, s.parts, (i, match), ctx, g._budget_line(typed + 1, min(len(r) for _, r in match)))
+        u = g._budget_line(typed + 1, min(len(r) for _, r in match))
+        return State(O_MU, buf, s.parts, (i, match, complete, base), ctx, u)
     if ch in LETTERS and s.buf:
+        if not complete and not any(o.option.letter == ch and str(o.option.mult) == s.buf for o, _ in viable):
+            # a label other than the witness's: try that position alone (what ``_viable_labels`` would find)
+            viable = ()
+            for o in g.counter.options(ctx.sg, ctx.rem, i, ctx.used, ctx.avail):
+                if o.letter == ch and str(o.mult) == s.buf:
+                    hit = g._try(ctx, i, o, s.parts, base[1])
+                    viable = (hit,) if hit is not None else ()
         for orbit, rest in viable:
             o = orbit.option
             if o.letter == ch and str(o.mult) == s.buf:
@@ -368,7 +415,7 @@ def _next_o_el(g: WyckoffGrammar, s: State) -> frozenset[str]:
 def _next_o_mu(g: WyckoffGrammar, s: State) -> frozenset[str]:
     buf, k = s.buf, len(s.buf)
     out = set()
-    for orbit, _ in s.aux[1]:
+    for orbit, _ in _labels(g, s):
         m = str(orbit.option.mult)
         if m.startswith(buf):
             if len(m) > k:
