@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the Perov-5 from-scratch recipe on this CPU and run both benchmarks on its held-out test split.
-# Every step resumes when re-run. Writes outputs/perov_5/{sft_scratch,bench_csp*,bench_gen}.
+# Every step resumes when re-run. Writes outputs/perov_5/{sft_scratch,bench_csp*,bench_gen*}.
 set -euo pipefail
 export PLAID_DATA_DIR=${PLAID_DATA_DIR:-../shared/data} HF_HUB_OFFLINE=1
 MODEL=outputs/perov_5/sft_scratch
@@ -16,3 +16,6 @@ plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num
 # unconditional generation: novelty against the training split, coverage against the test split (CDVAE)
 plaid benchmark gen --model $MODEL --reference $MODEL/dataset --test $MODEL/dataset --num-samples 1000 \
     --batch-size 64 --dataset perov_5 --out outputs/perov_5/bench_gen
+# the same at CDVAE's / PLaID's sample count (COV-R depends on it): 10,000 samples
+plaid benchmark gen --model $MODEL --reference $MODEL/dataset --test $MODEL/dataset --num-samples 10000 \
+    --batch-size 128 --dataset perov_5 --out outputs/perov_5/bench_gen_10k

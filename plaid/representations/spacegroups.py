@@ -37,7 +37,9 @@ class WyckoffPosition:
         q = (shifted - t) @ self.pinv0.T
         images = q @ w.T + t
         diff = images - shifted
-        dist = np.linalg.norm(diff @ metric if metric is not None else diff, axis=1)
+        if metric is not None:
+            diff = diff @ metric
+        dist = np.sqrt(np.add.reduce(diff * diff, axis=1))  # np.linalg.norm(diff, axis=1), bit for bit, faster
         best = int(np.argmin(dist))
         return q[best], float(dist[best])
 

@@ -194,15 +194,7 @@ class Geometry:
 
     def clear(self, points: np.ndarray, *others: np.ndarray) -> bool:
         """Points at least ``d`` from each other and from every point of ``others`` (periodic images included)."""
-        if len(points) > 1:
-            dm = self.distances(points, points)
-            np.fill_diagonal(dm, np.inf)
-            if dm.min() < self.d:
-                return False
-        for o in others:
-            if len(o) and self.distances(points, o).min() < self.d:
-                return False
-        return True
+        return min(self.separations(points, *others)) >= self.d
 
 
 @cache

@@ -411,8 +411,10 @@ class WyckoffGrammar(CharGrammar):
         written = list(parts)
         if buf is not None:
             written.append(closest_completion(buf, p[len(parts)], self.cd))
-        tail = np.mod(np.round(np.mod(np.asarray(p[len(written) :], dtype=float), 1.0), self.cd), 1.0)
-        return written + [f"{v:.{self.cd}f}" for v in tail]
+        scale = 10.0**self.cd  # np.mod(np.round(np.mod(v, 1), cd), 1) bit for bit, without arrays for 3 numbers
+        for v in p[len(written) :]:
+            written.append(f"{(round((float(v) % 1.0) * scale) / scale) % 1.0:.{self.cd}f}")
+        return written
 
     def _slide(self, ctx: Ctx, i: int, w: Orbit, rest, parts: tuple[str, ...], buf: str):
         """The search's first try, computed directly where it can be: the witness's own position with the

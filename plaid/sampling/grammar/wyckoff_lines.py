@@ -273,9 +273,10 @@ def _step_o_co(g: WyckoffGrammar, s: State, ch: str) -> State | None:
         parts = s.parts + (s.buf,)
         if every is not None:  # the witness's position at the typed value, its rest unchanged
             written = parts + w.written[len(parts) :]
-            pts = w.points if w.option.fixed else decode_points(  # (the decoder ignores a fixed one's)
-                ctx.sg, w.option.letter, [float(v) for v in written], ctx.geom.matrix
-            )
+            if w.option.fixed or ctx.geom.speed(ctx.sg, w.option.letter, len(s.parts)) == 0.0:
+                pts = w.points  # the decoder ignores this coordinate (``Geometry.speed``): the same atoms
+            else:
+                pts = decode_points(ctx.sg, w.option.letter, [float(v) for v in written], ctx.geom.matrix)
             w = Orbit(w.element, w.option, written, pts)
         elif not _agrees(w, parts, None):
             found = g._search(ctx, i, w, rest, parts, None if len(parts) == 3 else "")
