@@ -19,7 +19,9 @@ A character is accepted only if some completion exists, and the check is constru
 character agrees with it, otherwise the character is accepted only when a new complete witness is found for it
 (``placement.find_placement``, bounded). So the witness's next character is always acceptable, and every prefix the
 grammar accepts can be finished; the search being bounded only makes the grammar reject some characters that had
-a completion, never accept one without. ``u`` is the length bound of the witness's text.
+a completion, never accept one without. ``u`` is the length bound of the witness's text. Where a check proves that
+every completion of a coordinate's prefix is valid (``_slide``), the coordinate's later digits are accepted
+without one: their witness is the typed value itself, decoded when the coordinate is complete.
 
 This module holds the grammar's set-up (formula costs, space-group plans, witness search); the per-line step
 functions and the parse context are in ``wyckoff_lines``.
