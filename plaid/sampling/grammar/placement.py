@@ -129,7 +129,8 @@ _IMAGES = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (
 class Geometry:
     """Distances in one lattice (the decoder's, after its crystal-system snapping), measured as pymatgen's
     ``Lattice.get_all_distances`` does (nearest of 27 images in the LLL-reduced basis), with the reduction done
-    once per lattice."""
+    once per lattice; in an orthogonal cell, where that nearest image is the wrapped difference itself, directly
+    (the same distances to ~1e-15 A, ``tests/test_grammar_shortcuts.py``)."""
 
     def __init__(self, lattice, min_distance: float):
         self.lattice = lattice
@@ -187,10 +188,6 @@ class Geometry:
         if len(points) <= 1:
             out[0] = np.inf
         return tuple(out)
-
-    def apart(self, points: np.ndarray, other: np.ndarray) -> bool:
-        """Every point at least ``d`` from every point of ``other``."""
-        return not len(other) or self.distances(points, other).min() >= self.d
 
     def clear(self, points: np.ndarray, *others: np.ndarray) -> bool:
         """Points at least ``d`` from each other and from every point of ``others`` (periodic images included)."""

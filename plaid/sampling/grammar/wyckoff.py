@@ -349,16 +349,14 @@ class WyckoffGrammar(CharGrammar):
         return self.orbit_line - typed - 1 + rest * self.orbit_line
 
     def _rest_after(
-        self, ctx: Ctx, orbit: Orbit, rest: tuple[Orbit, ...], apart: Sequence[bool] | None = None
+        self, ctx: Ctx, orbit: Orbit, rest: tuple[Orbit, ...], apart: Sequence[bool]
     ) -> tuple[Orbit, ...] | None:
         """A witness for what is left once ``orbit`` is placed, repaired from ``rest`` (the witness it replaces
         the first orbit of): its orbits clear of the new one are kept (while the counts allow), the others are
         placed again by a bounded search; if that fails, a search from scratch. None if neither finds one.
-        ``apart``: whether each orbit of ``rest`` is clear of ``orbit``, where the caller measured it."""
+        ``apart``: whether each orbit of ``rest`` is clear of ``orbit`` (measured by the caller, ``_try``)."""
         o, i = orbit.option, orbit.element
         rem = ctx.rem[:i] + (ctx.rem[i] - o.mult,) + ctx.rem[i + 1 :]
-        if apart is None:
-            apart = [ctx.geom.apart(orbit.points, r.points) for r in rest]
         kept = [
             r
             for r, clear in zip(rest, apart)
@@ -422,16 +420,18 @@ class WyckoffGrammar(CharGrammar):
         """The search's first try, computed directly where it can be: the witness's own position with the
         coordinate being typed moved to the completion of ``buf`` closest to the witness's value, the rest of the
         witness kept. Applies in an orthogonal cell when that coordinate is an independent free parameter of the
-        position (``Geometry.speed``): the moved orbit is checked with one distance computation against itself,
+        position or one the position fixes (``Geometry.speed``): the moved orbit is checked with one distance computation against itself,
         the atoms placed and the rest of the witness.
 
         At a fixed position the decoder ignores the coordinates written, so the witness's atoms do not move and
         every completion is valid.
 
         Returns (orbit, rest, every) where the try succeeds: exactly what ``_search`` returns then, and
-        ``every`` says whether *every* completion of ``buf`` keeps the witness valid (each atom moves by at most
-        ``speed * |x - v|`` and distances by at most that, twice that within the orbit, so it holds when the
-        margins exceed it); then the rest of the coordinate needs no search. None where it does not apply or the
+        ``every`` says whether *every* completion of ``buf`` keeps the witness valid: measured at the middle m of
+        the prefix's values, each atom of a completion x is at most ``speed * |x - m|`` away, so distances change
+        by at most that (twice that within the orbit), and it holds when the margins exceed it; the witness
+        returned is then the old orbit, decoded at the typed value once the coordinate is complete. Then the rest
+        of the coordinate needs no search. None where it does not apply or the
         try fails (the caller then searches as before)."""
         geom, k = ctx.geom, len(parts)
         if not self.shortcuts or self.search_budget <= 0:
