@@ -292,7 +292,12 @@ class GrammarLogitsProcessor(LogitsProcessor):
                 nxt_of[i] = None
             else:
                 text = strings[tok] if 0 <= tok < vocab else None
-                nxt = grammars[i].feed(text, states[i]) if text else None
+                if not text:
+                    nxt = None
+                elif len(text) == 1:  # most sampled tokens are one character (digits are split one per token)
+                    nxt = grammars[i].step(states[i], text)
+                else:
+                    nxt = grammars[i].feed(text, states[i])
                 ok = nxt is not None and nxt.u <= budget
                 nxt_of[i] = {tok: nxt} if ok else None
             if not ok:
@@ -307,11 +312,6 @@ class GrammarLogitsProcessor(LogitsProcessor):
         holds only those rows (in that order) and only they are masked. Ended rows are left as they are."""
         start = time.perf_counter()
         rows_idx, cols, free_rows = self.allowed_index(self.budget, rows)
-        if rows is not None:  # positions of the subset's rows in ``scores``
-            where = torch_tensor([-1] * len(self.grammars), "cpu")
-            where[torch_tensor(list(rows), "cpu")] = torch_tensor(list(range(len(rows))), "cpu")
-            rows_idx = where[rows_idx]
-            free_rows = [int(where[i]) for i in free_rows]
         out = scores.new_full(scores.shape, float("-inf"))
         if len(rows_idx):
             rows_idx, cols = rows_idx.to(scores.device), cols.to(scores.device)
@@ -324,20 +324,21 @@ class GrammarLogitsProcessor(LogitsProcessor):
 
     def allowed_index(self, budget: int, rows: Sequence[int] | None = None):
         """(rows, cols) int64 tensors of every allowed (row, token) pair at this step (EOS included), and the
-        rows left free (ended or failed); with ``rows``, for those rows only."""
+        rows left free (ended or failed); with ``rows``, for those rows only, numbered by their place in
+        ``rows``."""
         import torch
 
         shared: dict[tuple[int, int], Candidates] = {}
         ids: list[int] = []
         us: list[int] = []
         row_of: list[int] = []
-        live, free_rows, end_rows = [], [], []
-        for i in range(len(self.grammars)) if rows is None else rows:
+        free_rows, end_rows = [], []
+        eos = self.trie.eos_ids
+        for at, i in enumerate(range(len(self.grammars)) if rows is None else rows):
             grammar = self.grammars[i]
             if self.done[i]:
-                free_rows.append(i)
+                free_rows.append(at)
                 continue
-            live.append(i)
             state = self.states[i]
             key = (id(grammar), id(state))
             cands = shared.get(key)
@@ -346,29 +347,21 @@ class GrammarLogitsProcessor(LogitsProcessor):
             self.next[i] = cands.next
             ids.extend(cands.ids)
             us.extend(cands.u)
-            row_of.extend([i] * len(cands.ids))
+            row_of.extend([at] * len(cands.ids))
             if cands.can_end:
-                end_rows.append(i)
+                end_rows.append(at)
+            elif not cands.ids or min(cands.u) > budget:
+                # a live row with nothing allowed cannot happen while the budget invariant holds; end it rather
+                # than crash
+                logger.warning("row %d: no token allowed at %r", i, state)
+                end_rows.append(at)
         keep = torch.tensor(us, dtype=torch.long) <= budget
-        rows = torch.tensor(row_of, dtype=torch.long)[keep]
+        rows_t = torch.tensor(row_of, dtype=torch.long)[keep]
         cols = torch.tensor(ids, dtype=torch.long)[keep]
-        eos = torch.tensor(self.trie.eos_ids, dtype=torch.long)
         if end_rows:
-            er = torch.tensor(end_rows, dtype=torch.long)
-            rows = torch.cat([rows, er.repeat_interleave(len(eos))])
-            cols = torch.cat([cols, eos.repeat(len(er))])
-        # a live row with nothing allowed cannot happen while the budget invariant holds; end it rather than crash
-        if live:
-            has = torch.zeros(len(self.grammars), dtype=torch.bool)
-            has[rows] = True
-            live_t = torch.tensor(live, dtype=torch.long)
-            er = live_t[~has[live_t]]
-            for i in er.tolist():
-                logger.warning("row %d: no token allowed at %r", i, self.states[i])
-            if len(er):
-                rows = torch.cat([rows, er.repeat_interleave(len(eos))])
-                cols = torch.cat([cols, eos.repeat(len(er))])
-        return rows, cols, free_rows
+            rows_t = torch.cat([rows_t, torch.tensor([r for r in end_rows for _ in eos], dtype=torch.long)])
+            cols = torch.cat([cols, torch.tensor(eos * len(end_rows), dtype=torch.long)])
+        return rows_t, cols, free_rows
 
 
 def torch_tensor(values, device):

@@ -145,17 +145,22 @@ class Geometry:
         self._speed: dict = {}
 
     def distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.sqrt(self.squared_distances(a, b))
+
+    def squared_distances(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Squares of ``distances``: the square root is monotone and correctly rounded, so the square root of a
+        minimum taken here is the minimum of ``distances``, bit for bit."""
         if self.orthogonal:  # the nearest image is the wrapped difference itself (the same numbers, fewer steps)
             d = a[:, None, :] - b[None, :, :]
             d -= np.round(d)
             cart = d @ self.matrix
-            return np.sqrt((cart * cart).sum(-1))
+            return (cart * cart).sum(-1)
         fa, fb = a @ self._to_lll, b @ self._to_lll
         d = fa[:, None, :] - fb[None, :, :]
         d -= np.round(d)
         cart = d @ self.lattice.lll_matrix  # (m, n, 3)
         v = cart[:, :, None, :] + self._images[None, None]
-        return np.sqrt((v * v).sum(-1).min(-1))
+        return (v * v).sum(-1).min(-1)
 
     def speed(self, sg: int, letter: str, k: int) -> float | None:
         """How far (Angstrom) an atom of the orbit of position ``letter`` moves at most per unit change of its
@@ -176,18 +181,22 @@ class Geometry:
     def separations(self, points: np.ndarray, *groups: np.ndarray) -> tuple[float, ...]:
         """(smallest distance between two different points of ``points``, then the smallest distance from
         ``points`` to each group; inf where there is nothing), with one distance computation."""
-        sizes = [len(points), *(len(g) for g in groups)]
-        dm = self.distances(points, np.concatenate([points, *groups]))
-        if len(points) > 1:
-            np.fill_diagonal(dm[:, : len(points)], np.inf)
-        col = dm.min(axis=0) if len(points) else np.full(dm.shape[1], np.inf)
-        out, at = [], 0
+        m = len(points)
+        sizes = [len(g) for g in groups]
+        if m == 0:
+            return (np.inf,) * (1 + len(groups))
+        sq = self.squared_distances(points, np.concatenate([points, *groups]) if groups else points)
+        if m > 1:
+            np.fill_diagonal(sq[:, :m], np.inf)
+        col = sq.min(axis=0)
+        starts, at = [0], m  # one minimum per non-empty segment (own points first), then the square roots
         for n in sizes:
-            out.append(float(col[at : at + n].min()) if n else np.inf)
+            if n:
+                starts.append(at)
             at += n
-        if len(points) <= 1:
-            out[0] = np.inf
-        return tuple(out)
+        mins = iter(np.sqrt(np.minimum.reduceat(col, starts)).tolist())
+        own = next(mins)
+        return (own if m > 1 else np.inf, *(next(mins) if n else np.inf for n in sizes))
 
     def clear(self, points: np.ndarray, *others: np.ndarray) -> bool:
         """Points at least ``d`` from each other and from every point of ``others`` (periodic images included)."""
@@ -209,6 +218,15 @@ def independent_parameter(sg: int, letter: str, k: int) -> int | None:
     if abs(row[j] - 1.0) > 1e-12 or np.abs(np.delete(w[:, j], k)).max(initial=0.0) > 1e-12:
         return None
     return j
+
+
+@cache
+def ignored_coordinate(sg: int, letter: str, k: int) -> bool:
+    """Whether the decoder's projection onto the position never reads written coordinate ``k``: the first
+    operation fixes it (row k of its linear part is zero) and the pseudo-inverse that gives the free parameters
+    has an exactly zero column k. Writing another value there then decodes to the same atoms."""
+    wp = wyckoff_position(sg, letter)
+    return not np.any(wp.ops[0][k, :3]) and not np.any(wp.pinv0[:, k])
 
 
 def orbit_atoms(orbits) -> np.ndarray:

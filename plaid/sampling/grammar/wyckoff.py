@@ -47,6 +47,7 @@ from .placement import (
     Orbit,
     decode_points,
     find_placement,
+    ignored_coordinate,
     independent_parameter,
     orbit_atoms,
     representatives,
@@ -454,19 +455,22 @@ class WyckoffGrammar(CharGrammar):
             move = speed * (hi - lo) / 2
             if near - move >= d + margin and own - 2 * move >= d + margin:
                 return w, rest, True  # the witness orbit is decoded again once the coordinate is complete
-        written = self._written(parts, buf, w.values())
+        # ``_written(parts, buf, w.values())``: the witness's later coordinates are already written on the grid
+        written = (*parts, closest_completion(buf, float(w.written[k]), self.cd), *w.written[k + 1 :])
         if fixed:  # the decoder ignores a fixed position's coordinates: the witness's atoms stay where they are
-            return Orbit(i, o, tuple(written), w.points), rest, True
+            return Orbit(i, o, written, w.points), rest, True
+        if speed == 0.0 and ignored_coordinate(ctx.sg, o.letter, k):
+            return Orbit(i, o, written, w.points), rest, True  # the decoder never reads it: the same atoms
         pts = decode_points(ctx.sg, o.letter, [float(v) for v in written], geom.matrix)
         if speed == 0.0:  # a coordinate the position fixes: the same atoms, checked, so the same valid witness
             step = pts - w.points
             if np.abs(step - np.round(step)).max(initial=0.0) <= 1e-9:
-                return Orbit(i, o, tuple(written), pts), rest, True
+                return Orbit(i, o, written, pts), rest, True
             speed = None  # not the same atoms after all (cannot happen in an orthogonal cell): check them
         own, near = geom.separations(pts, np.concatenate([ctx.occupied, orbit_atoms(rest)]))
         if near < d or own < d:
             return None
-        return Orbit(i, o, tuple(written), pts), rest, False
+        return Orbit(i, o, written, pts), rest, False
 
     def _search(self, ctx: Ctx, i: int, w: Orbit, rest, parts: tuple[str, ...], buf: str | None):
         """A witness orbit of element ``i`` whose coordinates start with ``parts`` (complete) and ``buf`` (the
