@@ -117,6 +117,7 @@ class WyckoffGrammar(CharGrammar):
         self.search_budget = search_budget
         self.per_option = 4  # spread candidates per Wyckoff position in a search
         self.ld, self.ad, self.cd = length_decimals, angle_decimals, coord_decimals
+        self.fraction_max = 1.0 - 10.0 ** (-self.cd)  # the largest fractional coordinate written
         self.elements = frozenset(elements) if elements is not None else frozenset(element_symbols())
         unknown = self.elements - set(element_symbols())
         if unknown:

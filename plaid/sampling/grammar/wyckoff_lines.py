@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 # phases
 F_SYM, F_CNT, SG, LEN, ANG, O_EL, O_CO, O_MU, O_END, END = range(10)
+_FRACTION_CHARS = DIGITS | {"."}
 
 
 @dataclass(frozen=True, eq=False)
@@ -251,10 +252,9 @@ def _step_o_co(g: WyckoffGrammar, s: State, ch: str) -> State | None:
     digit would give, without the searches."""
     ctx = s.ctx
     i, w, rest, every = s.aux
-    el = ctx.elements[i]
-    typed = len(el) + 1 + sum(len(p) + 1 for p in s.parts) + len(s.buf)
-    hi = 1.0 - 10.0 ** (-g.cd)
-    if ch in DIGITS or ch == ".":
+    typed = len(ctx.elements[i]) + 1 + len(s.parts) + sum(map(len, s.parts)) + len(s.buf)
+    hi = g.fraction_max
+    if ch in _FRACTION_CHARS:
         buf = s.buf + ch
         if not number_prefix_ok(buf, 0.0, hi, 1, g.cd):
             return None
