@@ -454,6 +454,54 @@ def test_sample_then_check_gives_exactly_the_masked_distribution(tiny_backend):
     assert greedy_first == greedy_masked
 
 
+def _summary(grammar, state):
+    return state.phase, state.buf, state.parts, state.u, grammar.witness_text(state)
+
+
+def test_checked_rows_advance_at_once_and_a_token_not_taken_is_undone(tiny_backend, perov_structures):
+    """check_sampled advances accepted rows at once; the next ``begin`` keeps rows that took the checked token,
+    undoes and re-advances a row given another token, and advances rejected rows by the token drawn from their
+    mask: the states equal those of a processor that only masks. Masking an accepted row is refused."""
+    import torch
+
+    from plaid.sampling.constrained import GrammarLogitsProcessor
+
+    rep = get("wyckoff")
+    trie = TokenTrie(tiny_backend.tokenizer)
+    tok = tiny_backend.tokenizer
+    texts = [rep.encode(s) for s in perov_structures[:4]]
+    seqs = [tok(t, add_special_tokens=False).input_ids for t in texts]
+    grammar = WyckoffGrammar(max_atoms=24)
+    steps = min(len(x) for x in seqs) - 1
+    checked = GrammarLogitsProcessor([grammar] * 4, trie, 400)
+    plain = GrammarLogitsProcessor([grammar] * 4, trie, 400)
+    undone = 0  # steps at which row 1 was advanced by a token it then did not take
+    for step in range(steps):
+        ids = torch.zeros((4, 1 + step), dtype=torch.long)
+        if step:
+            ids[:, 1:] = torch.tensor([x[:step] for x in seqs])
+        checked.begin(ids)
+        plain.begin(ids)
+        assert [_summary(grammar, st) for st in checked.states] == [_summary(grammar, st) for st in plain.states]
+        want = [x[step] for x in seqs]
+        drawn = list(want)
+        drawn[1] = seqs[0][step] if seqs[0][step] != want[1] else want[1]  # may be accepted, then not taken
+        drawn[2] = next(t for t, text in enumerate(trie.strings) if text and grammar.feed(text, checked.states[2]) is None)
+        bad = checked.check_sampled(drawn)  # row 2 rejected: masked, then it takes the real token
+        assert 2 in bad
+        undone += drawn[1] != want[1] and 1 not in bad
+        if bad:
+            out = checked.masked(torch.zeros((len(bad), trie.vocab_size)), bad)
+            for k, i in enumerate(bad):
+                assert torch.isfinite(out[k, want[i]])
+        accepted = [i for i in range(4) if i not in bad]
+        if accepted:
+            with pytest.raises(RuntimeError, match="masked after check_sampled"):
+                checked.masked(torch.zeros((1, trie.vocab_size)), [accepted[0]])
+    assert not checked.failures and not plain.failures
+    assert undone > 5
+
+
 def test_generate_samples_then_checks_only_for_plain_sampling(tiny_backend):
     from plaid.prompts import generation_prompt
     from plaid.sampling.generate import SamplingParams

@@ -30,7 +30,7 @@ import logging
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from transformers import LogitsProcessor
 
@@ -202,6 +202,9 @@ def _int_counts(comp) -> dict[str, int]:
     return {el: int(round(n)) for el, n in counts.items()}
 
 
+_ADVANCED: Mapping[int, State] = {}  # ``next`` of a row check_sampled advanced (a marker, never read)
+
+
 class GrammarLogitsProcessor(LogitsProcessor):
     """Hugging Face logits processor constraining each row of a batch to its grammar.
 
@@ -226,6 +229,8 @@ class GrammarLogitsProcessor(LogitsProcessor):
         self.prompt_len: int | None = None
         self.budget = max_new_tokens - 1
         self.next: list[Mapping[int, State] | None] = [None] * len(self.grammars)  # token -> state, per row
+        self._checked: list[int] | None = None  # the tokens check_sampled saw at this step (rows it advanced)
+        self._before: list[State | None] = []  # the states before check_sampled advanced them
         self.seconds = 0.0  # time spent in this processor (the constraint's own cost)
         self.checked = 0  # row-steps whose sampled token was checked first (check_sampled)
         self.rejected = 0  # ... and rejected, so that the row was masked and drawn again
@@ -237,10 +242,19 @@ class GrammarLogitsProcessor(LogitsProcessor):
             )
 
     def _advance(self, last: list[int]) -> None:
-        eos, done, nxt_of = set(self.trie.eos_ids), self.done, self.next
-        for i, tok in enumerate(last):
+        rows: Iterable[int] = range(len(last))
+        checked, self._checked = self._checked, None
+        nxt_of = self.next
+        if checked is not None:  # rows check_sampled advanced by this very token are done; the rest go on below
+            rows = [i for i, (tok, seen) in enumerate(zip(last, checked)) if tok != seen or nxt_of[i] is not _ADVANCED]
+            for i in rows:
+                if nxt_of[i] is _ADVANCED:  # advanced by a token the caller then did not take: undo
+                    self.states[i], nxt_of[i] = self._before[i], None
+        eos, done = set(self.trie.eos_ids), self.done
+        for i in rows:
             if done[i]:
                 continue
+            tok = last[i]
             if tok in eos:
                 done[i] = True
                 continue
@@ -276,12 +290,15 @@ class GrammarLogitsProcessor(LogitsProcessor):
     def check_sampled(self, tokens: Sequence[int]) -> list[int]:
         """The live rows whose sampled token (one per row) the grammar rejects at this step: a token is accepted
         when ``feed`` accepts its text and the state reached fits the budget (EOS: when the text may end), exactly
-        the condition of the mask. Accepted rows keep the state reached; ended rows accept anything."""
+        the condition of the mask. Accepted rows are advanced at once (the next ``begin`` only confirms that they
+        took that token, and undoes it for a row that did not); ended rows accept anything. At this step only
+        the rejected rows may then be masked."""
         start = time.perf_counter()
         bad = []
         eos = set(self.trie.eos_ids)
         strings, vocab, budget = self.trie.strings, self.trie.vocab_size, self.budget
         done, grammars, states, nxt_of = self.done, self.grammars, self.states, self.next
+        self._before, self._checked = list(states), list(tokens)
         checked = 0
         for i, tok in enumerate(tokens):
             if done[i]:
@@ -299,7 +316,10 @@ class GrammarLogitsProcessor(LogitsProcessor):
                 else:
                     nxt = grammars[i].feed(text, states[i])
                 ok = nxt is not None and nxt.u <= budget
-                nxt_of[i] = {tok: nxt} if ok else None
+                if ok:  # advanced now; ``begin`` at the next step keeps it when the row took this token
+                    states[i], nxt_of[i] = nxt, _ADVANCED
+                else:
+                    nxt_of[i] = None
             if not ok:
                 bad.append(i)
         self.checked += checked
@@ -339,6 +359,8 @@ class GrammarLogitsProcessor(LogitsProcessor):
             if self.done[i]:
                 free_rows.append(at)
                 continue
+            if self.next[i] is _ADVANCED:
+                raise RuntimeError(f"row {i} was masked after check_sampled accepted its token at this step")
             state = self.states[i]
             key = (id(grammar), id(state))
             cands = shared.get(key)
