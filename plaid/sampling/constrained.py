@@ -20,7 +20,8 @@ sampling): each row's token is drawn from the unmasked distribution and only tha
 a row whose token the grammar rejects gets its full mask and a second, independent draw from the masked
 distribution. For a token t the grammar allows (mass A of the allowed set), P(t) = p(t) + (1 - A) p(t) / A =
 p(t) / A: exactly the masked distribution, and for greedy decoding the same argmax. A model that has learned the
-grammar puts little mass outside it, so most steps cost one ``feed`` per row instead of a trie walk. With top-k or
+grammar puts little mass outside it, so most steps cost one ``feed`` per row instead of a trie walk; an accepted row
+is advanced by the check itself, and the next step's ``begin`` only confirms that it took that token. With top-k or
 top-p the truncation depends on the mask, so every step is masked first.
 """
 
