@@ -112,3 +112,51 @@ def test_independent_parameters():
     # P4mm 4d (x, x, z): x is used by two coordinates
     assert independent_parameter(99, "d", 0) is None
     assert independent_parameter(99, "d", 2) == 2
+
+
+def test_separations_are_the_minima_of_pymatgens_distances():
+    """One squared-distance matrix and one reduceat give, per group, the minimum of pymatgen's distances (own
+    points: off the diagonal; inf for a lone point or an empty group), in orthogonal and oblique cells."""
+    rng = np.random.default_rng(1)
+    for t in range(200):
+        angles = (90, 90, 90) if t % 2 else tuple(rng.uniform(65, 115, 3))
+        lattice = Lattice.from_parameters(*rng.uniform(2, 10, 3), *angles)
+        geom = Geometry(lattice, 0.5)
+        pts = rng.random((int(rng.integers(0, 5)), 3))
+        groups = [rng.random((int(rng.integers(0, 4)), 3)) for _ in range(int(rng.integers(0, 4)))]
+        got = geom.separations(pts, *groups)
+        if len(pts) > 1:
+            own = lattice.get_all_distances(pts, pts)
+            np.fill_diagonal(own, np.inf)
+            assert got[0] == pytest.approx(own.min(), abs=1e-9)
+        else:
+            assert got[0] == np.inf
+        for g, value in zip(groups, got[1:]):
+            if len(g) and len(pts):
+                assert value == pytest.approx(lattice.get_all_distances(pts, g).min(), abs=1e-9)
+            else:
+                assert value == np.inf
+
+
+def test_ignored_coordinates_decode_to_the_same_atoms():
+    """A coordinate the position's first operation fixes is never read by the decoder's projection: any value
+    written there decodes to the same orbit (what ``_slide`` relies on to keep the witness's atoms)."""
+    from plaid.representations.spacegroups import space_group
+    from plaid.sampling.grammar.placement import decode_points, ignored_coordinate
+
+    rng = np.random.default_rng(2)
+    checked = 0
+    for sg in (25, 47, 99, 123, 139, 194, 221):
+        lattice = Lattice.from_parameters(3.9, 4.1, 4.3, 90, 90, 90) if sg < 168 else Lattice.hexagonal(3, 5)
+        for letter, wp in space_group(sg).wyckoff.items():
+            for k in range(3):
+                if wp.dof == 0 or not ignored_coordinate(sg, letter, k):
+                    continue
+                base = np.round(rng.random(3), 3)
+                want = decode_points(sg, letter, base, lattice.matrix)
+                for v in np.round(rng.random(5), 3):
+                    moved = base.copy()
+                    moved[k] = v
+                    np.testing.assert_array_equal(decode_points(sg, letter, moved, lattice.matrix), want)
+                    checked += 1
+    assert checked > 50
