@@ -341,6 +341,23 @@ def inference_load_kwargs(device: str, dtype, load_in_4bit: bool = False) -> dic
     return kwargs
 
 
+def keep_4bit_layers_on_generic_cpu_path(model) -> int:
+    """bitsandbytes >= 0.50 repacks a 4-bit layer's weights for its AVX512-BF16 CPU kernel at the first forward in
+    eval mode, and that packing needs ``out_features`` divisible by 32 and ``in_features`` by the quantization
+    block size (64; LLaMA-2-7B's layers are, small local models' need not be). Layers that do not fit keep
+    bitsandbytes' generic CPU path instead of failing there. Returns how many layers were kept back."""
+    kept = 0
+    for module in model.modules():
+        if not getattr(module, "support_avx512bf16_for_cpu", False):
+            continue
+        state = getattr(module.weight, "quant_state", None)
+        block = getattr(state, "blocksize", 64) or 64
+        if module.out_features % 32 or module.in_features % block:
+            module.support_avx512bf16_for_cpu = False
+            kept += 1
+    return kept
+
+
 def load_for_inference(
     path: str | os.PathLike,
     device: str | None = None,
@@ -401,6 +418,8 @@ def load_for_inference(
         tokenizer = load_tokenizer(str(path), padding_side="left")
     if not load_in_4bit:
         model.to(device)
+    else:
+        keep_4bit_layers_on_generic_cpu_path(model)
     model.eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     if getattr(model.config, "pad_token_id", None) is None:
