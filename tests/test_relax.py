@@ -105,6 +105,29 @@ def test_step_cap_timeout_and_describe():
         Relaxer(LennardJonesModel(), filter="exp")
 
 
+def test_a_cell_denser_than_any_solid_is_exploded_before_its_graph_is_built():
+    class GraphCounter(LennardJonesModel):
+        built = 0
+
+        def graph(self, structure):
+            GraphCounter.built += 1
+            return super().graph(structure)
+
+    argon = _argon(seed=4)  # 17.6 A^3 per atom
+    dense = argon.copy()
+    dense.scale_lattice(len(dense) * 1.0)  # 1.0 A^3 per atom, as sampled cells that exhausted CHGNet's memory
+    for batched in (True, False):
+        GraphCounter.built = 0
+        relaxer = Relaxer(GraphCounter(), fmax=0.05, max_steps=50)
+        fine, crushed = relaxer.relax([argon, dense], progress=False, batched=batched)
+        assert fine.status == "converged" and crushed.status == "exploded" and crushed.structure is None
+        assert "volume per atom 1 A^3 < min_volume_per_atom 2.5" in crushed.reason
+        assert math.isnan(crushed.energy_per_atom)
+        if batched:
+            assert GraphCounter.built == fine.n_steps + 1  # the dense cell never reached the model
+    assert Relaxer(LennardJonesModel()).describe()["min_volume_per_atom"] == 2.5
+
+
 # ------------------------------------------------------------------------------------- real MLIPs, real data
 
 

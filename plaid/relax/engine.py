@@ -180,6 +180,7 @@ class Relaxer:
         timeout_s: float | None = None,
         max_volume_ratio: float = 10.0,
         min_distance: float = 0.5,
+        min_volume_per_atom: float = 2.5,
         fire: FireParams | None = None,
     ):
         if filter not in FILTERS:
@@ -192,6 +193,9 @@ class Relaxer:
         self.timeout_s = timeout_s
         self.max_volume_ratio = float(max_volume_ratio)
         self.min_distance = float(min_distance)
+        # Denser than any known solid (diamond 5.7 A^3/atom): the MLIP's neighbour and angle graphs grow with the
+        # density squared and such a cell (a sampled 172-atom carbon cell at 1.0 A^3/atom) exhausts memory.
+        self.min_volume_per_atom = float(min_volume_per_atom)
         self.fire = fire or FireParams()
 
     @property
@@ -216,6 +220,7 @@ class Relaxer:
             "timeout_s": self.timeout_s,
             "max_volume_ratio": self.max_volume_ratio,
             "min_distance": self.min_distance,
+            "min_volume_per_atom": self.min_volume_per_atom,
             "energy_scale": self.energy_scale,
         }
 
@@ -335,6 +340,12 @@ class Relaxer:
             wall_time_s=time.perf_counter() - s.start,
         )
 
+    def _check_density(self, volume: float, n_atoms: int) -> None:
+        if n_atoms and volume / n_atoms < self.min_volume_per_atom:
+            raise StructureExploded(
+                f"volume per atom {volume / n_atoms:.3g} A^3 < min_volume_per_atom {self.min_volume_per_atom:g} A^3"
+            )
+
     def _predict(self, slots: list[_Slot]) -> dict[int, Exception]:
         """One batched forward for all slots with a graph; on failure fall back to one forward per slot."""
         errors: dict[int, Exception] = {}
@@ -370,7 +381,9 @@ class Relaxer:
                     volume_ratio = abs(np.linalg.det(s.deform)) if relax_cell else 1.0
                     if not (1.0 / self.max_volume_ratio <= volume_ratio <= self.max_volume_ratio):
                         raise StructureExploded(f"volume changed by a factor {volume_ratio:.3g}")
-                    s.graph = self.model.graph(s.structure())
+                    current = s.structure()
+                    self._check_density(current.volume, len(current))
+                    s.graph = self.model.graph(current)
                     ready.append(s)
                 except StructureExploded as exc:
                     yield self._finish(s, "exploded", f"{exc} (step {s.steps})", keep=False)
@@ -433,6 +446,7 @@ class Relaxer:
             atoms.calc = self.model.calculator()
             n = len(atoms)
             v0 = atoms.get_volume()
+            self._check_density(v0, n)
             target = FrechetCellFilter(atoms) if self.filter == "frechet" else atoms
             p = self.fire
             opt = FIRE(target, logfile=None, dt=p.dt, maxstep=p.maxstep, dtmax=p.dtmax, Nmin=p.Nmin,
@@ -448,6 +462,7 @@ class Relaxer:
                 ratio = atoms.get_volume() / v0
                 if not (1.0 / self.max_volume_ratio <= ratio <= self.max_volume_ratio):
                     return fail("exploded", f"volume changed by a factor {ratio:.3g} (step {steps})")
+                self._check_density(atoms.get_volume(), n)
                 if not converged and self.timeout_s is not None and time.perf_counter() - start > self.timeout_s:
                     return fail("timeout", f"exceeded {self.timeout_s:g} s at step {steps}")
             energy = float(atoms.get_potential_energy()) / n
