@@ -5,7 +5,8 @@
 set -euo pipefail
 export PLAID_DATA_DIR=${PLAID_DATA_DIR:-../shared/data} HF_HUB_OFFLINE=1
 MODEL=outputs/carbon_24/sft_scratch
-NUM_SAMPLES=${NUM_SAMPLES:-64}
+NUM_SAMPLES=${NUM_SAMPLES:-128}
+MAX_ATOMS=${MAX_ATOMS:-24}   # Carbon-24's cells hold 6-24 atoms; the same grammar bound as the alignment's samples
 NUM_TARGETS=${NUM_TARGETS:-60}   # first K of the 112 test structures (empty: all)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one thread per job: faster on a shared 2-core machine
 REFS=$PLAID_DATA_DIR/mp/2023-02-07-mp-elemental-reference-entries.json.gz   # the hull: C's MP ground state
@@ -17,6 +18,6 @@ plaid align --config recipes/configs/carbon_24/align.yaml
 # before (SFT) and after (DPO), on fresh samples: same seed, same settings, CHGNet relaxation, E_hull vs C's reference
 for pair in "sft:$MODEL" "dpo:outputs/carbon_24/align/iter_1/dpo"; do
     plaid benchmark gen --model "${pair#*:}" --reference $MODEL/dataset --test $MODEL/dataset \
-        --num-samples $NUM_SAMPLES --batch-size 64 --seed 12345 --dataset carbon_24 \
+        --num-samples $NUM_SAMPLES --max-atoms $MAX_ATOMS --batch-size 64 --seed 12345 --dataset carbon_24 \
         --relaxer chgnet --relax-steps 20 --hull $REFS --out outputs/carbon_24/bench_gen_${pair%%:*}
 done

@@ -106,6 +106,23 @@ def test_sun_known_answers(mp20, tmp_path, protocol):
     assert sum(x.is_sun is True for x in outcomes) / len(outcomes) == len(sun) / 6  # over all samples
 
 
+def test_msun_counts_each_metastable_novel_class_once(mp20, tmp_path):
+    """d (E_hull 0.05) is metastable, not stable: it opens the metastable class that e (relaxing to the same Z) joins."""
+    samples, targets = _sun_case(mp20)
+    targets["d"] = (targets["d"][0], 0.05)
+    outcomes, _, info = compute_outcomes(
+        samples, tmp_path, OutcomeSettings(), check_cfg=default_check_cfg(), inputs_sha256="case-msun",
+        reference=mp20["reference"], reference_sha256="mp20-300",
+        relaxer=MappedRelaxer(targets, mp20["hull"]), hull=mp20["hull"], progress=False,
+    )
+    o = {x.sample_id: x for x in outcomes}
+    assert [k for k in "abcdef" if o[k].is_metastable] == ["a", "b", "c", "d", "e"]
+    assert [k for k in "abcdef" if o[k].is_sun] == ["a", "e"]  # among the stable samples e is its own class
+    assert o["e"].msun_class == "d" and o["b"].msun_class == "a" and o["c"].msun_novel is False
+    assert [k for k in "abcdef" if o[k].is_msun] == ["a", "d"] and info["msun"]["n_classes"] == 3
+    assert o["f"].is_msun is False and info["msun"]["n_selected"] == 5
+
+
 def test_thresholds_have_one_definition():
     assert is_stable(0.0) and not is_stable(1e-9) and not is_stable(None) and not is_stable(float("nan"))
     assert is_metastable(0.079) and not is_metastable(0.08) and not is_metastable(None)

@@ -28,7 +28,7 @@ class GenBenchmarkConfig(BenchmarkSampling):
 
 
 # rates over all samples, reported with a 95% Wilson interval
-RATE_METRICS = ("struct_valid", "comp_valid", "valid", "unique", "novel", "stable_relaxed", "metastable", "sun")
+RATE_METRICS = ("struct_valid", "comp_valid", "valid", "unique", "novel", "stable_relaxed", "metastable", "sun", "msun")
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -91,6 +91,7 @@ _METRICS = {
     "stable_relaxed": "stable_rate",
     "metastable": "metastable_rate",
     "sun": "sun_rate",
+    "msun": "msun_rate",
 }
 
 

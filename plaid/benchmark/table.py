@@ -68,6 +68,10 @@ def gen_table(results: dict, dataset: str | None) -> str:
         ]
         lines.append(f"| {name} [{source}] | " + " | ".join(cells) + " |")
     s = results["settings"]
+    extra = [("unique", "unique"), ("novel", "novel"), ("metastable", "metastable"), ("msun", "M.S.U.N.")]
+    shown = ", ".join(f"{label} {_fmt(mine[k], True)} %" for k, label in extra if mine.get(k) is not None)
     lines += ["", f"plaid: {results['counts']['samples']} samples; {s.get('summary', '')}", ""]
+    if shown:
+        lines += [f"plaid, beyond the published columns: {shown}.", ""]
     lines += [f"[{k}] {SOURCES[k]}." for k in sorted(cited)]
     return "\n".join(lines) + "\n"

@@ -252,6 +252,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             "wdist_num_elems",
             "stable_rate",
             "sun_rate",
+            "msun_rate",
         ],
     )
     for warning in report.get("warnings", []):

@@ -137,44 +137,56 @@ def compute_outcomes(
                             "hull": hull.describe() if hull is not None else None}
     apply_thresholds(outcomes, settings)
 
-    # S.U.N.: classes of the stable samples' (relaxed) structures, novelty of each class's representative
-    stable = [o for o in outcomes if o.is_stable]
+    # S.U.N. (stable) and M.S.U.N. (metastable): classes of the selected samples' (relaxed) structures, novelty of
+    # each class's representative
     use = relaxed if settings.sun_protocol == "relaxed" else structures
-    sun_ids = [o.sample_id for o in stable]
-    guard_stage(out, "sun_matching.jsonl", [inputs_sha256, reference_sha256, settings.to_dict(),
-                                            hashlib.sha256(json.dumps(sun_ids).encode()).hexdigest(),
-                                            relaxer.settings() if relaxer is not None and e_hull is None else None])
-    sun = uniqueness_and_novelty([use.get(sid) for sid in sun_ids], sun_ids, reference=reference,
-                                 matcher_kwargs=settings.matcher, out_path=out / "sun_matching.jsonl", n_jobs=n_jobs)
+    stage_key = [inputs_sha256, reference_sha256, settings.to_dict(),
+                 relaxer.settings() if relaxer is not None and e_hull is None else None]
+    for prefix, selected in (("sun", lambda o: o.is_stable), ("msun", lambda o: o.is_metastable)):
+        info[prefix] = _novel_classes(outcomes, prefix, selected, use, reference, settings, out, stage_key, n_jobs)
+    return outcomes, checks, info
+
+
+def _novel_classes(outcomes, prefix: str, selected, use: dict, reference, settings, out: Path, stage_key: list,
+                   n_jobs) -> dict:
+    """Group the ``selected`` samples into StructureMatcher classes and set ``<prefix>_class``, ``<prefix>_novel``,
+    ``is_<prefix>`` and ``<prefix>_match_error`` on every outcome; returns the counts for ``info``."""
+    chosen = [o for o in outcomes if selected(o)]
+    ids = [o.sample_id for o in chosen]
+    name = f"{prefix}_matching.jsonl"
+    guard_stage(out, name, [*stage_key[:3], hashlib.sha256(json.dumps(ids).encode()).hexdigest(), stage_key[3]])
+    classes = uniqueness_and_novelty([use.get(sid) for sid in ids], ids, reference=reference,
+                                     matcher_kwargs=settings.matcher, out_path=out / name, n_jobs=n_jobs)
     by_id = {o.sample_id: o for o in outcomes}
     for o in outcomes:
         if not o.energies_computed:
             continue
-        if not o.is_stable:
-            o.is_sun = False if reference is not None else None
+        if not selected(o):
+            setattr(o, f"is_{prefix}", False if reference is not None else None)
             continue
-        m = sun[o.sample_id]
-        o.sun_match_error = m["match_error"]
+        m = classes[o.sample_id]
+        setattr(o, f"{prefix}_match_error", m["match_error"])
         rep = o.sample_id
         seen = set()
-        while rep is not None and sun[rep]["is_unique"] is False and rep not in seen:
+        while rep is not None and classes[rep]["is_unique"] is False and rep not in seen:
             seen.add(rep)
-            rep = _sid(sun[rep]["duplicate_of"])
-        o.sun_class = rep if rep is not None and sun[rep]["is_unique"] is True else None
-        rep_novel = sun[o.sun_class]["is_novel"] if o.sun_class is not None else None
-        o.sun_novel = rep_novel if reference is not None else None
+            rep = _sid(classes[rep]["duplicate_of"])
+        rep = rep if rep is not None and classes[rep]["is_unique"] is True else None
+        setattr(o, f"{prefix}_class", rep)
+        rep_novel = classes[rep]["is_novel"] if rep is not None else None
+        setattr(o, f"{prefix}_novel", rep_novel if reference is not None else None)
         if reference is None:
-            o.is_sun = None
+            flag = None
         elif m["is_unique"] is False:
-            o.is_sun = False  # its class is counted once, on the representative
+            flag = False  # its class is counted once, on the representative
         elif m["is_unique"] is None or m["is_novel"] is None:
-            o.is_sun = None  # a matcher error left it undecided: counted, excluded from sun_rate
+            flag = None  # a matcher error left it undecided: counted, excluded from the rate
         else:
-            o.is_sun = bool(m["is_novel"])
-    info["sun"] = {"protocol": settings.sun_protocol, "n_stable": len(stable),
-                   "n_classes": sum(sun[i]["is_unique"] is True for i in sun_ids),
-                   "n_undecided": sum(by_id[i].is_sun is None for i in sun_ids)}
-    return outcomes, checks, info
+            flag = bool(m["is_novel"])
+        setattr(o, f"is_{prefix}", flag)
+    return {"protocol": settings.sun_protocol, "n_selected": len(chosen),
+            "n_classes": sum(classes[i]["is_unique"] is True for i in ids),
+            "n_undecided": sum(getattr(by_id[i], f"is_{prefix}") is None for i in ids)}
 
 
 def _given_relaxed(relaxed: dict | None, sid: str):

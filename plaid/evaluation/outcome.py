@@ -15,6 +15,8 @@ and ``--labels EVAL_DIR``) and the per-iteration metrics of ``plaid align`` all 
   first stable sample of a class is its representative, ``sun_class``); a class is novel when its representative
   matches no training structure (``sun_novel``); each stable novel class counts once (``is_sun`` is True on its
   representative). ``sun_protocol="unrelaxed"`` does the same on the generated structures.
+- *M.S.U.N.* (PLaID++): the same over the *metastable* samples (``msun_class``, ``msun_novel``, ``is_msun``): each
+  metastable novel class counts once, so a rate bought by repeating one motif does not rise.
 
 A matcher error is never a "no match": the flag it would decide is None and the reason is kept
 (``match_error``, ``sun_match_error``), so it is excluded from the rate it would inflate and counted.
@@ -101,6 +103,10 @@ class Outcome:
     sun_novel: bool | None = None  # that class matches no training structure
     is_sun: bool | None = None  # representative of a stable, novel class
     sun_match_error: str | None = None
+    msun_class: str | None = None  # the same for metastable samples (M.S.U.N., PLaID++)
+    msun_novel: bool | None = None
+    is_msun: bool | None = None
+    msun_match_error: str | None = None
 
     @property
     def status(self) -> str:

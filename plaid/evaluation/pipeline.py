@@ -250,7 +250,7 @@ STRUCTURE_COLUMNS = [
     "multiplicity_consistent", "bond_length_score", "n_bonds", "bond_reason", "crystallm_valid", "fp_status",
     "fp_reason", "is_unique", "duplicate_of", "is_novel", "matches_reference", "match_error", "relax_status",
     "relax_reason", "energy_per_atom", "relaxed_spacegroup", "e_hull", "e_hull_reason", "is_stable",
-    "is_metastable", "sun_class", "sun_novel", "is_sun", "status", "gen_time_s", "check_error",
+    "is_metastable", "sun_class", "sun_novel", "is_sun", "msun_class", "msun_novel", "is_msun", "status", "gen_time_s", "check_error",
 ]  # fmt: skip
 
 

@@ -65,6 +65,7 @@ def build_report(cfg, settings, outcomes: list[Outcome], rows: list[dict], sampl
     n_stable = sum(o.is_stable is True for o in outcomes)
     n_meta = sum(o.is_metastable is True for o in outcomes)
     n_sun = sum(o.is_sun is True for o in outcomes)
+    n_msun = sum(o.is_msun is True for o in outcomes)
     sun_known = computed and ctx["novelty_ref"] is not None
     gen_times = [s.gen_time_s for s in samples]
     total_time = float(sum(gen_times)) if gen_times and all(finite(t) for t in gen_times) else None
@@ -95,6 +96,7 @@ def build_report(cfg, settings, outcomes: list[Outcome], rows: list[dict], sampl
         "stable_rate": _rate(n_stable, n) if computed else None,
         "metastable_rate": _rate(n_meta, n) if computed else None,
         "sun_rate": _rate(n_sun, n) if sun_known else None,
+        "msun_rate": _rate(n_msun, n) if sun_known else None,
         "time_per_sun_s": (total_time / n_sun) if (sun_known and total_time is not None and n_sun) else None,
         "sg_consistent_rate": _rate(_count(rows, "sg_consistent"), n),
         "crystallm_valid_rate": _rate(_count(rows, "crystallm_valid"), n) if cfg.crystallm_checks else nan,
@@ -135,6 +137,9 @@ def build_report(cfg, settings, outcomes: list[Outcome], rows: list[dict], sampl
             "stable_classes": ctx["info"]["sun"]["n_classes"] if computed else None,
             "sun": n_sun if sun_known else None,
             "sun_undecided": ctx["info"]["sun"]["n_undecided"] if sun_known else None,
+            "metastable_classes": ctx["info"]["msun"]["n_classes"] if computed else None,
+            "msun": n_msun if sun_known else None,
+            "msun_undecided": ctx["info"]["msun"]["n_undecided"] if sun_known else None,
             "relax_status": _tally(o.relax_status for o in outcomes),
         },
         "denominators": {
@@ -150,7 +155,7 @@ def build_report(cfg, settings, outcomes: list[Outcome], rows: list[dict], sampl
             "amsd/amcd": "recall: mean over reference structures with fingerprints; precision: over samples with "
             "fingerprints",
             "wdist_density / wdist_num_elems": "valid samples vs all readable coverage-reference structures",
-            "stable_rate / metastable_rate / sun_rate": "all samples, unparsed included (MatterGen/PLaID/FlowMM)",
+            "stable_rate / metastable_rate / sun_rate / msun_rate": "all samples, unparsed included (MatterGen/PLaID/FlowMM)",
             "time_per_sun_s": "total generation time of all samples / S.U.N. count",
             "sg_consistent_rate / crystallm_valid_rate": "all samples",
         },
@@ -160,6 +165,7 @@ def build_report(cfg, settings, outcomes: list[Outcome], rows: list[dict], sampl
             "unique / novel": "generated (unrelaxed) structures of valid samples: unique = no earlier valid sample "
             "matches; novel = no training structure matches (CDVAE/FlowMM)",
             "sun": _sun_definition(settings.sun_protocol),
+            "msun": _sun_definition(settings.sun_protocol, "metastable"),
         },
         "sun": {
             "protocol": settings.sun_protocol,
@@ -169,6 +175,10 @@ def build_report(cfg, settings, outcomes: list[Outcome], rows: list[dict], sampl
             "n_stable": n_stable if computed else None,
             "n_stable_classes": ctx["info"]["sun"]["n_classes"] if computed else None,
             "n_sun": n_sun if sun_known else None,
+            "metastable_threshold_ev_per_atom": settings.metastable_threshold,
+            "n_metastable": n_meta if computed else None,
+            "n_metastable_classes": ctx["info"]["msun"]["n_classes"] if computed else None,
+            "n_msun": n_msun if sun_known else None,
         },
         "stability": {
             "computed": computed,
@@ -221,12 +231,13 @@ def build_report(cfg, settings, outcomes: list[Outcome], rows: list[dict], sampl
     return report
 
 
-def _sun_definition(protocol: str) -> str:
+def _sun_definition(protocol: str, selected: str = "stable") -> str:
     which = "relaxed" if protocol == "relaxed" else "generated (unrelaxed)"
-    return (f"stable samples grouped into StructureMatcher classes of their {which} structures (first stable sample "
-            f"of a class = representative); a class is novel when its representative matches no training structure; "
-            f"S.U.N. count = stable novel classes; sun_rate = S.U.N. count / all samples (FlowMM/FlowLLM, PLaID++, "
-            f"MatterGen)")
+    name, rate = ("S.U.N.", "sun_rate") if selected == "stable" else ("M.S.U.N.", "msun_rate")
+    return (f"{selected} samples grouped into StructureMatcher classes of their {which} structures (first {selected} "
+            f"sample of a class = representative); a class is novel when its representative matches no training "
+            f"structure; {name} count = {selected} novel classes; {rate} = {name} count / all samples (FlowMM/FlowLLM, "
+            f"PLaID++, MatterGen)")
 
 
 def _settings(cfg, settings, ctx) -> dict:

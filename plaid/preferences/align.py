@@ -177,6 +177,7 @@ def iteration_metrics(samples: Path, labels_dir: Path, labeller: _Labeller, conf
         "metastable_rate": rate(sum(o.is_metastable is True for o in outcomes)),
         "stable_rate": rate(sum(o.is_stable is True for o in outcomes)),
         "sun_rate": rate(sum(o.is_sun is True for o in outcomes)) if labeller.reference is not None else None,
+        "msun_rate": rate(sum(o.is_msun is True for o in outcomes)) if labeller.reference is not None else None,
     }
 
 
@@ -263,7 +264,7 @@ def _fmt(value) -> str:
 
 def _write_summary(root: Path, rows: list[dict], config: AlignConfig) -> dict:
     columns = ["iteration", "temperature", "n_samples", "parse_rate", "valid_rate", "metastable_rate", "stable_rate",
-               "sun_rate", "n_pairs", "rewards/accuracies", "rewards/margins"]
+               "sun_rate", "msun_rate", "n_pairs", "rewards/accuracies", "rewards/margins"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
     table = "\n".join(lines)

@@ -459,10 +459,11 @@ class Relaxer:
                     e0 = energy
                 if not (math.isfinite(energy) and np.isfinite(atoms.get_forces()).all()):
                     return fail("exploded", f"non-finite energy/forces/stress (step {steps})")
-                ratio = atoms.get_volume() / v0
+                volume = atoms.get_volume()
+                ratio = volume / v0
                 if not (1.0 / self.max_volume_ratio <= ratio <= self.max_volume_ratio):
                     return fail("exploded", f"volume changed by a factor {ratio:.3g} (step {steps})")
-                self._check_density(atoms.get_volume(), n)
+                self._check_density(volume, n)
                 if not converged and self.timeout_s is not None and time.perf_counter() - start > self.timeout_s:
                     return fail("timeout", f"exceeded {self.timeout_s:g} s at step {steps}")
             energy = float(atoms.get_potential_energy()) / n
