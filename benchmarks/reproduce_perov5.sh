@@ -11,6 +11,9 @@ plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num
     --n 1 20 --batch-size 64 --out outputs/perov_5/bench_csp_constrained
 plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num-targets $NUM_TARGETS} \
     --n 1 --temperature 0 --batch-size 64 --out outputs/perov_5/bench_csp_greedy_v2   # n=1, greedy decoding
+# one candidate set for n=1 and n=20: candidate 1 greedy, candidates 2-20 sampled at T=0.7
+plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num-targets $NUM_TARGETS} \
+    --n 1 20 --first-greedy --temperature 0.7 --batch-size 64 --out outputs/perov_5/bench_csp_first_greedy
 plaid benchmark csp --model $MODEL --targets $MODEL/dataset ${NUM_TARGETS:+--num-targets $NUM_TARGETS} \
     --n 1 20 --no-constrained --batch-size 64 --out outputs/perov_5/bench_csp
 # unconditional generation: novelty against the training split, coverage against the test split (CDVAE)

@@ -22,11 +22,12 @@ class ScriptedBackend:
     model_path = "scripted"
 
     def __init__(self, answers: dict[str, list[str]]):
-        self.answers, self.calls = answers, {}
+        self.answers, self.calls, self.temperatures = answers, {}, []
 
     def generate(self, prompts, seeds, params, grammars=None):
         out = []
         for prompt in prompts:
+            self.temperatures.append(params.temperature)
             key = next(k for k in self.answers if f"The cell composition is {k}." in prompt)
             k = self.calls.get(key, 0)
             self.calls[key] = k + 1
@@ -83,6 +84,27 @@ def test_csp_benchmark_definitions(tmp_path, targets):
     assert again["match_rate"] == results["match_rate"]
 
 
+def test_csp_first_greedy_puts_the_greedy_candidate_first(tmp_path, targets):
+    """--first-greedy: candidate 1 of each target is decoded at T=0 before candidates 2..max(n) are sampled at the
+    configured temperature, and n=1 scores that greedy candidate."""
+    answers, frame = _answers(targets)
+    backend = ScriptedBackend(answers)
+    cfg = CSPBenchmarkConfig(n_values=(1, 3), constrained=False, batch_size=1, temperature=0.7, first_greedy=True)
+    results = run_csp_benchmark("unused", str(targets), tmp_path, cfg, backend=backend)
+    assert backend.temperatures == [0.0] * 4 + [0.7] * 8  # 4 greedy calls first, then 2 sampled per target
+    # target 1's 1st (greedy) answer is garbage and its 2nd (1st sampled) is right: matched at 3, not at 1
+    assert results["match_rate"] == {"1": 0.25, "3": 0.5}
+    records = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 12
+    for mid in frame["material_id"].astype(str):
+        mine = [r for r in records if r["material_id"] == mid]
+        assert [r["decoding"] for r in mine] == ["greedy", "sampled", "sampled"]
+    assert len({r["sample_id"] for r in records}) == 12
+    assert "candidate 1 greedy, candidates 2..3 sampled at T=0.7" in (tmp_path / "table.md").read_text()
+    again = run_csp_benchmark("unused", str(targets), tmp_path, cfg, backend=ScriptedBackend(answers))
+    assert again["match_rate"] == results["match_rate"] and again["counts"]["samples"] == 12  # resumed
+
+
 def test_csp_prompts_give_the_space_group_when_asked(tmp_path, targets):
     from plaid.benchmark.csp import csp_prompt_rows
 
@@ -106,6 +128,7 @@ def test_benchmark_commands_end_to_end_on_a_tiny_model(tmp_path, tiny_model, tar
     code = main([
         "benchmark", "csp", "--model", str(tiny_model), "--targets", str(targets), "--n", "1", "2",
         "--num-targets", "1", "--out", str(out), "--batch-size", "2", "--representation", "wyckoff",
+        "--first-greedy",
     ])  # fmt: skip
     assert code == 0
     results = json.loads((out / "results.json").read_text())
@@ -114,6 +137,7 @@ def test_benchmark_commands_end_to_end_on_a_tiny_model(tmp_path, tiny_model, tar
     assert results["settings"]["prompt_style"] == "plaid"  # the style the tiny model was trained with
     records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert {r["prompt_style"] for r in records} == {"plaid"}
+    assert [r["decoding"] for r in records] == ["greedy", "sampled"]  # the real model's greedy path, grammar on
 
     reference = tmp_path / "train.csv"
     pd.read_csv(perov_csv).iloc[10:40].to_csv(reference, index=False)

@@ -64,6 +64,12 @@ def register(subparsers) -> None:
     csp.add_argument(
         "--candidate-filter", default="struct_valid", choices=["struct_valid", "valid", "parsed"]
     )
+    csp.add_argument(
+        "--first-greedy",
+        action="store_true",
+        help="candidate 1 of each target by greedy decoding (the model's most likely text), candidates "
+        "2..max(n) sampled at --temperature: n=1 scores the mode, n=20 the mode plus 19 draws",
+    )
     _sampling_options(csp)
     csp.set_defaults(func=_run_csp)
 
@@ -146,6 +152,7 @@ def _run_csp(args) -> int:
         spacegroup=args.spacegroup,
         split=args.split,
         candidate_filter=args.candidate_filter,
+        first_greedy=args.first_greedy,
         **_common(args),
     )
     results = run_csp_benchmark(args.model, args.targets, args.out, cfg)

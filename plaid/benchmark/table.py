@@ -34,7 +34,8 @@ def csp_table(results: dict, dataset: str | None) -> str:
         f"({results['data']['targets'].get('kind')}, split {results['data']['targets'].get('split', '-')}), "
         f"{c['samples']} samples ({c['samples_parsed']} parsed, {c['candidates_ok']} candidates kept by the "
         f"'{s['candidate_filter']}' filter); prompt: {s['prompt']}; representation {s['representation']}; "
-        f"constrained decoding: {s['constrained']}; temperature {s['temperature']}, top-k {s['top_k']}.",
+        f"constrained decoding: {s['constrained']}; {s.get('decoding') or 'temperature ' + str(s['temperature'])}, "
+        f"top-k {s['top_k']}.",
         f"Model: {m.get('path')} {m.get('architecture', '')}, trained on {m.get('trained_on')} "
         f"in {m.get('train_runtime_s')} s.",
         f"Matcher: {s['matcher']}; RMSE: {s['rmse']}; match rate over {s['match_rate_denominator']}, "
