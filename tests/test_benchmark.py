@@ -105,6 +105,40 @@ def test_csp_first_greedy_puts_the_greedy_candidate_first(tmp_path, targets):
     assert again["match_rate"] == results["match_rate"] and again["counts"]["samples"] == 12  # resumed
 
 
+def test_csp_distinct_redraws_duplicates_within_the_budget(tmp_path, targets):
+    """--distinct: a draw that matches an earlier candidate of its target is set aside and redrawn (at most
+    max_draws_per_candidate * max(n) draws); a draw that is no structure keeps its slot; a target whose budget
+    runs out fills its slots with its duplicates."""
+    from pymatgen.core import Structure
+
+    from plaid.representations import get
+
+    frame = pd.read_csv(targets)
+    rep = get("wyckoff")
+    texts = [rep.encode(Structure.from_str(c, fmt="cif")) for c in frame["cif"]]
+    comps = [t.splitlines()[0] for t in texts]
+    answers = {
+        comps[0]: [texts[0]],  # always the same right answer: 1 distinct candidate, then only duplicates
+        comps[1]: ["garbage", texts[1]],  # no structure (keeps its slot), then right
+        comps[2]: [texts[3], texts[3], texts[2]],  # wrong twice (one duplicate), then right
+        comps[3]: ["garbage"],
+    }
+    cfg = CSPBenchmarkConfig(n_values=(1, 2), constrained=False, batch_size=1, distinct=True,
+                             max_draws_per_candidate=3)
+    results = run_csp_benchmark("unused", str(targets), tmp_path, cfg, backend=ScriptedBackend(answers))
+    # plain sampling would give target 2 [wrong, wrong]: 0.5 at n=2; distinct redraws the duplicate
+    assert results["match_rate"] == {"1": 0.25, "2": 0.75}
+    assert results["counts"]["samples"] == 8  # max(n) candidates per target
+    assert results["counts"]["draws"] == 6 + 2 + 4 + 2  # target 0 used its whole budget of 3 * 2
+    assert results["counts"]["targets_short_of_distinct"] == 1  # target 0
+    records = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    first = [r for r in records if r["request_id"] == records[0]["request_id"]]
+    assert first[0]["duplicates_set_aside"] == 5 and first[1]["index"] == 1  # the filler is its 1st duplicate
+    assert "duplicates redrawn, at most 6 draws per target" in results["settings"]["decoding"]
+    again = run_csp_benchmark("unused", str(targets), tmp_path, cfg, backend=ScriptedBackend(answers))
+    assert again["match_rate"] == results["match_rate"] and again["counts"]["draws"] == 14  # resumed
+
+
 def test_csp_prompts_give_the_space_group_when_asked(tmp_path, targets):
     from plaid.benchmark.csp import csp_prompt_rows
 

@@ -70,6 +70,18 @@ def register(subparsers) -> None:
         help="candidate 1 of each target by greedy decoding (the model's most likely text), candidates "
         "2..max(n) sampled at --temperature: n=1 scores the mode, n=20 the mode plus 19 draws",
     )
+    csp.add_argument(
+        "--distinct",
+        action="store_true",
+        help="a target's candidates are pairwise different structures (StructureMatcher ltol 0.2, stol 0.3, "
+        "angle 5): a draw that duplicates an earlier candidate is set aside and redrawn",
+    )
+    csp.add_argument(
+        "--max-draws-per-candidate",
+        type=int,
+        default=5,
+        help="with --distinct: at most this many draws per candidate slot and target (default 5)",
+    )
     _sampling_options(csp)
     csp.set_defaults(func=_run_csp)
 
@@ -117,7 +129,7 @@ def _check(args, structure_options: dict[str, str]) -> None:
     require_writable_dir(args.out, "--out")
     require_positive(args.batch_size, "--batch-size")
     require_positive(args.jobs, "--jobs")
-    for option in ("--n", "--num-targets", "--num-samples", "--relax-steps"):
+    for option in ("--n", "--num-targets", "--num-samples", "--relax-steps", "--max-draws-per-candidate"):
         values = getattr(args, option.lstrip("-").replace("-", "_"), None)
         for value in values if isinstance(values, list) else [values]:
             if value is not None:
@@ -153,6 +165,8 @@ def _run_csp(args) -> int:
         split=args.split,
         candidate_filter=args.candidate_filter,
         first_greedy=args.first_greedy,
+        distinct=args.distinct,
+        max_draws_per_candidate=args.max_draws_per_candidate,
         **_common(args),
     )
     results = run_csp_benchmark(args.model, args.targets, args.out, cfg)

@@ -10,14 +10,12 @@ trained to generate: for ``wyckoff``, the conventional standard cell), so the pr
 the like of. Each candidate carries its target's ``material_id``, so polymorphs of one formula get only their own
 candidates. Sampling, matching and the report are resumable: re-running with the same ``--out`` continues.
 
-With ``first_greedy`` the first candidate of each target is the model's most likely text (greedy decoding, under
-the same grammar) and candidates 2..max(n) are sampled at the configured temperature: n=1 then scores the mode
-and n=20 the mode plus 19 draws, from one set of candidates. Each record says which (``decoding``).
+How the candidates are drawn (independent samples by default; ``first_greedy``; ``distinct``) is
+``plaid.benchmark.candidates``; ``results.json`` says which (``settings.decoding``).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -26,13 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .settings import BenchmarkSampling, run_sampling
+from .candidates import SAMPLES_FILE, draw_candidates
+from .settings import BenchmarkSampling
 from .targets import load_targets, model_info
 
 logger = logging.getLogger(__name__)
 
 TARGETS_FILE = "targets.csv"
-SAMPLES_FILE = "samples.jsonl"
 
 
 @dataclass
@@ -43,6 +41,8 @@ class CSPBenchmarkConfig(BenchmarkSampling):
     split: str = "test"  # split of a built dataset given as targets
     candidate_filter: str = "struct_valid"
     first_greedy: bool = False  # candidate 1 greedy (T=0), candidates 2..max(n) sampled at `temperature`
+    distinct: bool = False  # candidates pairwise different structures (uniqueness matcher); duplicates redrawn
+    max_draws_per_candidate: int = 5  # with distinct: at most this many draws per candidate slot, per target
 
 
 def csp_prompt_rows(
@@ -79,56 +79,14 @@ def csp_prompt_rows(
     return rows
 
 
-def _write_prompts(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def _sample_first_greedy(model, prompts, out: Path, cfg, representation, backend) -> dict:
-    """Greedy candidate 1 (``greedy.jsonl``) and sampled candidates 2..max(n) (``sampled.jsonl``), each run
-    resumable, merged into ``samples.jsonl`` target by target, greedy first (CSP reads candidates in file order)."""
-    from dataclasses import replace
-
-    from ..io import read_jsonl
-    from ..sampling.generate import load_backend
-    from ..sampling.requests import read_prompt_file
-
-    if backend is None:
-        backend = load_backend(model, "hf", device=cfg.device)
-    rest = max(cfg.n_values) - 1
-    runs = [("greedy", replace(cfg, temperature=0.0, top_k=0, top_p=1.0), 1)]
-    if rest > 0:
-        runs.append(("sampled", cfg, rest))
-    records: dict[str, list[dict]] = {}
-    parts = {}
-    for name, settings, count in runs:
-        path = _write_prompts(out / f"prompts_{name}.csv", [{**r, "num_samples": count} for r in prompts])
-        parts[name] = run_sampling(model, read_prompt_file(path), out / f"{name}.jsonl", settings,
-                                   representation, backend)
-        for rec in read_jsonl(out / f"{name}.jsonl"):
-            rec = {**rec, "decoding": name}
-            if name == "greedy":
-                rec["sample_id"] = f"{rec['request_id']}-greedy"
-            records.setdefault(rec["request_id"], []).append(rec)
-    from plaid.io import dumps
-
-    with open(out / SAMPLES_FILE, "w", encoding="utf-8") as fh:
-        for row in prompts:
-            for rec in records.get(row["id"], []):
-                fh.write(dumps(rec) + "\n")
-    total = sum(p.get("attempts") or 0 for p in parts.values())
-    parsed = sum(p.get("parsed") or 0 for p in parts.values())
-    seconds = sum(p.get("generation_seconds") or 0 for p in parts.values())
-    generated = sum(p.get("generated_this_run") or 0 for p in parts.values())
-    return {
-        "parse_rate": round(parsed / total, 4) if total else None,
-        "generation_seconds": round(seconds, 3),
-        "samples_per_second": round(generated / seconds, 3) if seconds > 0 else None,
-        "runs": parts,
-    }
+def _decoding(cfg: CSPBenchmarkConfig) -> str:
+    k = max(cfg.n_values)
+    sampled = f"sampled at T={cfg.temperature}" if cfg.temperature > 0 else "greedy"
+    text = f"candidate 1 greedy, candidates 2..{k} {sampled}" if cfg.first_greedy else f"all candidates {sampled}"
+    if cfg.distinct:
+        text += (f"; candidates pairwise distinct (StructureMatcher ltol 0.2, stol 0.3, angle 5), duplicates "
+                 f"redrawn, at most {cfg.max_draws_per_candidate * k} draws per target")
+    return text
 
 
 def _safe_id(value) -> str:
@@ -142,7 +100,6 @@ def run_csp_benchmark(
 ) -> dict:
     """Sample candidates for each target, evaluate CSP, write ``results.json`` and ``table.md``; returns results."""
     from ..evaluation.csp import run_csp
-    from ..sampling.requests import read_prompt_file
     from .table import csp_table
 
     cfg = config or CSPBenchmarkConfig()
@@ -154,12 +111,7 @@ def run_csp_benchmark(
     frame, source = load_targets(targets, split=cfg.split, num_targets=cfg.num_targets)
     frame[["material_id", "cif"]].to_csv(out / TARGETS_FILE, index=False)
     prompts = csp_prompt_rows(frame, representation, max(cfg.n_values), cfg.spacegroup)
-    prompt_file = _write_prompts(out / "prompts.csv", prompts)
-    if cfg.first_greedy:
-        summary = _sample_first_greedy(model, prompts, out, cfg, representation, backend)
-    else:
-        summary = run_sampling(model, read_prompt_file(prompt_file), out / SAMPLES_FILE, cfg, representation,
-                               backend)
+    summary = draw_candidates(model, prompts, out, cfg, representation, backend)
     report = run_csp(
         out / SAMPLES_FILE,
         out / TARGETS_FILE,
@@ -177,6 +129,8 @@ def run_csp_benchmark(
             "targets": report["n_targets"],
             "targets_unreadable": report["n_targets_unreadable"],
             "samples": report["n_samples"],
+            "draws": summary.get("draws"),
+            "targets_short_of_distinct": summary.get("targets_short_of_distinct"),
             "samples_parsed": report["n_samples_parsed"],
             "candidates_ok": report["n_candidates_ok"],
             "samples_unassigned": report["n_samples_unassigned"],
@@ -188,9 +142,7 @@ def run_csp_benchmark(
             "representation": representation,
             "prompt_style": cfg.resolved_prompt_style(model),
             "prompt": "cell composition" + (" + space group" if cfg.spacegroup else ""),
-            "decoding": (f"candidate 1 greedy, candidates 2..{max(cfg.n_values)} sampled at T={cfg.temperature}"
-                         if cfg.first_greedy else f"all candidates sampled at T={cfg.temperature}"
-                         if cfg.temperature > 0 else "greedy"),
+            "decoding": _decoding(cfg),
             "matcher": report["settings"]["matcher"],
             "rmse": report["settings"]["rmse"],
             "match_rate_denominator": report["denominators"]["match_rate"],
