@@ -108,6 +108,34 @@ def test_wyckoff_fixes_the_floating_origin_of_polar_groups():
     assert rep.encode(cubic) == free.encode(cubic)  # a fixed origin is left alone
 
 
+def test_wyckoff_fixes_the_sense_of_the_polar_axis():
+    """A polar crystal turned end over end (2-fold rotation perpendicular to c) is the same crystal with every c
+    coordinate negated: text version 3 writes one text for both; version 2 wrote two."""
+    from plaid.representations.spacegroups import floating_axes, polar_axis_flip, space_group
+
+    c_only = [n for n in range(1, 231) if floating_axes(n) == (2,)]
+    assert len(c_only) == 60 and all(polar_axis_flip(n) is not None for n in c_only)
+    assert polar_axis_flip(221) is None and polar_axis_flip(6) is None  # fixed origin; monoclinic (b and c float)
+    flip = polar_axis_flip(25)
+    assert np.allclose(flip, np.diag([1, -1, -1])) and np.isclose(np.linalg.det(flip), 1.0)  # proper rotation
+    assert space_group(25).lattice_type == "orthorhombic"
+    species = ["Mg", "Ti", "S", "O", "O"]
+    coords = np.array([[0, 0, 0.0], [0.5, 0.5, 0.614], [0, 0.5, 0.39], [0.5, 0, 0.622], [0.5, 0.5, 0.015]])
+    lattice = Lattice.orthorhombic(4.3, 4.35, 4.31)
+    base = Structure(lattice, species, coords)
+    turned = Structure(lattice, species, np.mod(coords * [1, -1, -1], 1.0))  # rotated 180 degrees about a
+    rep, v2 = get("wyckoff"), get("wyckoff", fixed_polar_direction=False)
+    assert StructureMatcher().fit(base, turned)  # one crystal
+    assert v2.encode(base) != v2.encode(turned)  # two texts before
+    text = rep.encode(base)
+    assert rep.encode(turned) == text and rep.text_version == 3
+    assert StructureMatcher().fit(rep.decode(text), base)
+    z = [float(line.split()[3]) for line in text.splitlines()[4:]]
+    assert z[0] == 0.0  # the fixed origin still holds
+    # the text written is the one whose coordinates come first: Ti's z is 1 - 0.614 = 0.386, not 0.614
+    assert z[1] == pytest.approx(0.386)
+
+
 def test_wyckoff_lenient_decoder_snaps_special_positions_and_lattice():
     rep = get("wyckoff", strict=False)
     # Rutile TiO2 (P4_2/mnm): O on 4f (x, x, 0); the text is slightly off the special position and off-tetragonal.

@@ -99,6 +99,61 @@ def floating_axes(number: int) -> tuple[int, ...]:
     return tuple(i for i in range(3) if np.allclose(rotations[:, :, i], np.eye(3)[:, i]))
 
 
+_HEX_FLIPS = (  # 2-fold rotations perpendicular to c in hexagonal axes: along a, along a + b, along a - b
+    np.array([[1.0, -1.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]]),
+    np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]),
+    np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]),
+)
+_AXIS_FLIPS = {  # proper rotations that reverse the polar axis c, in the tables' axes, tried in this order
+    "orthorhombic": (np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0])),
+    "tetragonal": (np.diag([1.0, -1.0, -1.0]), np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])),
+    "trigonal": _HEX_FLIPS,
+    "hexagonal": _HEX_FLIPS,
+}
+
+
+def _maps_group_onto_itself(rotation: np.ndarray, group: SpaceGroupInfo) -> bool:
+    """Whether ``rotation`` (no translation) conjugates the group's operations onto themselves (mod lattice
+    translations) and maps every Wyckoff position onto itself, so a cell turned by it has the same letters."""
+    general = max(group.wyckoff.values(), key=lambda wp: wp.multiplicity)
+
+    def key(w, t):
+        return (tuple(np.round(w, 6).ravel()), tuple(np.round(np.mod(np.round(t, 6), 1.0), 6)))
+
+    ops = {key(op[:, :3], op[:, 3]) for op in general.ops}
+    inverse = np.linalg.inv(rotation)
+    if any(key(rotation @ op[:, :3] @ inverse, rotation @ op[:, 3]) not in ops for op in general.ops):
+        return False
+    rng = np.random.default_rng(0)
+    for wp in group.wyckoff.values():
+        point = rotation @ wp.representative(rng.random(3) * 0.3 + 0.1)
+        if not any(_on_image(op, point) for op in wp.ops):
+            return False
+    return True
+
+
+def _on_image(op: np.ndarray, point: np.ndarray) -> bool:
+    w, t = op[:, :3], op[:, 3]
+    shifted = point[None, :] + _SHIFTS
+    q = (shifted - t) @ np.linalg.pinv(w).T
+    return bool(np.min(np.abs(q @ w.T + t - shifted).max(axis=1)) < 1e-6)
+
+
+@cache
+def polar_axis_flip(number: int) -> np.ndarray | None:
+    """A proper rotation that reverses the polar axis c of space group ``number`` and maps its standard setting
+    (operations and Wyckoff letters) onto itself, or None: the crystal and its turned copy are one structure, so
+    a polar crystal has two texts that differ in the sign of every c coordinate. Defined for the groups whose
+    origin floats along c alone (mm2, 4, 4mm, 3, 3m, 6, 6mm) where the holohedry has such a rotation."""
+    if floating_axes(number) != (2,):
+        return None
+    group = space_group(number)
+    for rotation in _AXIS_FLIPS.get(group.lattice_type, ()):
+        if _maps_group_onto_itself(rotation, group):
+            return rotation
+    return None
+
+
 @cache
 def symbol_to_number() -> dict[str, int]:
     """Hermann-Mauguin symbols (pyxtal short symbols, spaces removed, and spglib's for every setting) -> number."""

@@ -17,7 +17,11 @@ The encoder reads symmetry with spglib directly (falling back through looser-to-
 as representative the orbit member lying on the position's first operation. In a polar space group the origin
 floats along the polar axes (any translation along them describes the same crystal); with ``fixed_origin`` (the
 default) the encoder moves it so that the first orbit line's site sits at 0 along those axes, so one crystal has
-one text and the model need not learn an arbitrary offset. The decoder checks the lattice
+one text and the model need not learn an arbitrary offset. Where the origin floats along c alone (mm2, 4, 4mm, 3,
+3m, 6, 6mm), the crystal turned end over end (a 2-fold rotation perpendicular to c that keeps the setting) is the
+same crystal with every c coordinate negated; with ``fixed_polar_direction`` (the default, text version 3) the
+encoder writes the description whose coordinates come first in text order, so the sense of the polar axis is
+not a coin the model must learn to toss. The decoder checks the lattice
 against the crystal system: in strict mode (the default) parameters that contradict the space group by more than
 the text's rounding are a ``DecodeError`` naming the numbers; in lenient mode (``strict=False``) they are snapped
 onto the crystal system and ``lattice_snap(text)`` says by how much. It then projects each representative onto its Wyckoff position, expands it with that position's
@@ -47,13 +51,25 @@ from .base import (
     wrap_frac,
 )
 from .quiet import quiet_spglib
-from .spacegroups import constrain_lattice, floating_axes, lattice_snap, lattice_violations, space_group
+from .spacegroups import (
+    constrain_lattice,
+    floating_axes,
+    lattice_snap,
+    lattice_violations,
+    polar_axis_flip,
+    space_group,
+)
 
 _LABEL = re.compile(r"(\d+)([a-zA-Z])")
 
 
 def _cell(structure: Structure):
     return (structure.lattice.matrix, structure.frac_coords, structure.atomic_numbers)
+
+
+def _coordinate_key(lines) -> tuple:
+    """Text order of the orbit lines' coordinates (as written): which of two descriptions is the canonical one."""
+    return tuple(tuple(np.round(rep, 6)) for _, rep, _ in lines)
 
 
 def _parameters(matrix: np.ndarray) -> tuple[float, ...]:
@@ -67,7 +83,7 @@ def _parameters(matrix: np.ndarray) -> tuple[float, ...]:
 
 class WyckoffRepresentation(Representation):
     name = "wyckoff"
-    text_version = 2  # 2: fixed origin along polar axes
+    text_version = 3  # 2: fixed origin along polar axes; 3: and fixed sense of the polar axis c
 
     def __init__(
         self,
@@ -77,9 +93,11 @@ class WyckoffRepresentation(Representation):
         symprecs: tuple[float, ...] = (0.1, 0.01, 0.001),
         strict: bool = True,
         fixed_origin: bool = True,
+        fixed_polar_direction: bool = True,
     ):
         self.strict = strict
         self.fixed_origin = fixed_origin
+        self.fixed_polar_direction = fixed_polar_direction and fixed_origin
         self.length_decimals = length_decimals
         self.angle_decimals = angle_decimals
         self.coord_decimals = coord_decimals
@@ -108,12 +126,12 @@ class WyckoffRepresentation(Representation):
         group, ds, orbits = standard_orbits(cell, symprec)
         matrix = np.asarray(ds.std_lattice)
         positions = np.asarray(ds.std_positions)
-        lines, counts, order = self._orbit_lines(ds, orbits, matrix, positions)
-        axes = floating_axes(group.number) if self.fixed_origin else ()
-        if axes:  # polar group: move the origin so the first line's site sits at 0 along every floating axis
-            shift = np.zeros(3)
-            shift[list(axes)] = -lines[0][1][list(axes)]
-            lines, counts, order = self._orbit_lines(ds, orbits, matrix, positions + shift)
+        lines, counts, order = self._fixed_origin_lines(ds, orbits, matrix, positions, group.number)
+        flip = polar_axis_flip(group.number) if self.fixed_polar_direction else None
+        if flip is not None:  # the crystal turned end over end along c is the same crystal: take the smaller text
+            turned = self._fixed_origin_lines(ds, orbits, matrix, positions @ flip.T, group.number)
+            if _coordinate_key(turned[0]) < _coordinate_key(lines):
+                lines, counts, order = turned
         a, b, c, alpha, beta, gamma = constrain_lattice(group.lattice_type, *_parameters(matrix))
         out = [
             _formula(counts, order),
@@ -125,6 +143,17 @@ class WyckoffRepresentation(Representation):
             coords = " ".join(fmt(v, self.coord_decimals) for v in rep)
             out.append(f"{symbol} {coords} {wp.label}")
         return "\n".join(out)
+
+    def _fixed_origin_lines(self, ds, orbits, matrix: np.ndarray, positions: np.ndarray, number: int):
+        """``_orbit_lines``, in a polar group after moving the origin so the first line's site sits at 0 along
+        every floating axis (with ``fixed_origin``)."""
+        lines, counts, order = self._orbit_lines(ds, orbits, matrix, positions)
+        axes = floating_axes(number) if self.fixed_origin else ()
+        if axes:
+            shift = np.zeros(3)
+            shift[list(axes)] = -lines[0][1][list(axes)]
+            lines, counts, order = self._orbit_lines(ds, orbits, matrix, positions + shift)
+        return lines, counts, order
 
     def _orbit_lines(self, ds, orbits, matrix: np.ndarray, positions: np.ndarray):
         """One ``(symbol, representative, WyckoffPosition)`` per orbit in text order, the element counts and the
