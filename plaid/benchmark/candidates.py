@@ -117,8 +117,8 @@ def draw_candidates(model, prompts: list[dict], out: Path, cfg, representation: 
                  if len(c.candidates) < k and draws[tid] < budget}
         if not cfg.distinct or not short:
             break
-        for tid, missing in short.items():  # draw twice the missing count: about half the draws are duplicates
-            draws[tid] = min(budget, draws[tid] + 2 * missing)
+        for tid, missing in short.items():  # at least double a target's draws each round: few rounds
+            draws[tid] = min(budget, draws[tid] + max(2 * missing, draws[tid]))
     with open(out / SAMPLES_FILE, "w", encoding="utf-8") as fh:
         for row in prompts:
             for rec in classes[row["id"]].chosen(k):
@@ -134,5 +134,5 @@ def draw_candidates(model, prompts: list[dict], out: Path, cfg, representation: 
         "generation_seconds": round(seconds, 3),
         "samples_per_second": round(generated / seconds, 3) if seconds > 0 else None,
         "draws": n_draws,
-        "targets_short_of_distinct": sum(len(c.candidates) < k for c in classes.values()),
+        "targets_short_of_distinct": sum(len(c.candidates) < k for c in classes.values()) if cfg.distinct else None,
     }
