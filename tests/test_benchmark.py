@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from plaid.benchmark import CSPBenchmarkConfig, GenBenchmarkConfig, run_csp_benchmark, run_gen_benchmark
-from plaid.benchmark.gen import compare_gen_results, difference_interval, wilson_interval
+from plaid.benchmark.gen import compare_gen_results
+from plaid.benchmark.stats import difference_interval, wilson_interval
 from plaid.sampling.generate import Generation
 
 
@@ -78,6 +79,14 @@ def test_csp_benchmark_definitions(tmp_path, targets):
     assert "| **plaid (this run)** | 25.00 |" in table and "CrystaLLM small" in table and "47.95" in table
     # the curve over k = 1..max(n) agrees with the reported n values, and is plotted
     assert [(c["n"], c["match_rate"]) for c in results["curve"]] == [(1, 0.25), (2, 0.5)]
+    # 95% Wilson intervals of the match rates: 1 of 4 and 2 of 4 targets
+    assert results["match_rate_ci95"]["1"] == [round(x, 4) for x in wilson_interval(1, 4)]
+    assert results["match_rate_ci95"]["2"] == [round(x, 4) for x in wilson_interval(2, 4)]
+    # the breakdown by the target's space group adds up to the whole
+    groups = results["by_spacegroup"]
+    assert sum(g["n_targets"] for g in groups) == 4 and sum(g["matched_at_2"] for g in groups) == 2
+    assert math.isclose(sum(g["rmse_share_at_2"] or 0 for g in groups), 1.0)
+    assert "## By the target's space group" in table and "n=2 [15.0, 85.0]" in table
     assert (tmp_path / results["plot"]).stat().st_size > 0
     # resumable: a second run samples nothing new and gives the same numbers
     again = run_csp_benchmark("unused", str(targets), tmp_path, cfg, backend=ScriptedBackend(answers))
@@ -142,8 +151,9 @@ def test_csp_distinct_redraws_duplicates_within_the_budget(tmp_path, targets):
 def test_csp_prompts_give_the_space_group_when_asked(tmp_path, targets):
     from plaid.benchmark.csp import csp_prompt_rows
 
-    rows = csp_prompt_rows(pd.read_csv(targets), "wyckoff", 20, spacegroup=True)
+    rows, numbers = csp_prompt_rows(pd.read_csv(targets), "wyckoff", 20, spacegroup=True)
     assert all(r["num_samples"] == 20 and 1 <= int(r["spacegroup"]) <= 230 for r in rows)
+    assert numbers == [int(r["spacegroup"]) for r in rows]
     assert [r["material_id"] for r in rows] == [str(x) for x in pd.read_csv(targets)["material_id"]]
 
 
@@ -200,6 +210,25 @@ def test_benchmark_prompts_in_the_style_the_model_was_trained_with(tmp_path):
     assert BenchmarkSampling(prompt_style="plaid").resolved_prompt_style(str(model)) == "plaid"  # explicit wins
     assert BenchmarkSampling().resolved_prompt_style(str(tmp_path)) == "plaid"  # no run record: plaid's
     assert BenchmarkSampling().sample_config("wyckoff", "plaid-paper").prompt_style == "plaid-paper"
+
+
+def test_csp_breakdown_known_values():
+    """Per-group match rates, mean RMSE over the group's matched targets and shares of the RMSE sum."""
+    from plaid.benchmark.breakdown import breakdown_table, csp_breakdown
+
+    per_target = [{"rmse_at_1": 0.1, "rmse_at_20": 0.1}, {"rmse_at_1": None, "rmse_at_20": 0.3},
+                  {"rmse_at_1": None, "rmse_at_20": None}, {"rmse_at_1": 0.02, "rmse_at_20": 0.0}]
+    rows = csp_breakdown(per_target, ["Pmm2 (25)", "Pmm2 (25)", "Pmm2 (25)", "Pm-3m (221)"], (1, 20))
+    polar, cubic = rows  # most targets first
+    assert (polar["group"], polar["n_targets"], polar["matched_at_1"], polar["matched_at_20"]) == ("Pmm2 (25)", 3, 1, 2)
+    assert math.isclose(polar["match_rate_at_20"], 2 / 3) and math.isclose(polar["mean_rmse_at_20"], 0.2)
+    assert math.isclose(polar["rmse_share_at_20"], 1.0) and cubic["rmse_share_at_20"] == 0.0  # 0.4 of 0.4
+    assert math.isclose(polar["rmse_share_at_1"], 0.1 / 0.12) and math.isclose(cubic["mean_rmse_at_1"], 0.02)
+    assert polar["match_rate_ci95_at_20"] == [round(x, 4) for x in wilson_interval(2, 3)]
+    lines = breakdown_table(rows, (1, 20))
+    assert lines[2] == "| Pmm2 (25) | 3 | 33.3 | 0.1000 | 83.3 | 66.7 | 0.2000 | 100.0 |"
+    with pytest.raises(ValueError):
+        csp_breakdown(per_target, ["Pmm2 (25)"], (1,))
 
 
 def test_wilson_interval_known_values():

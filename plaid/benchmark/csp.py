@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .breakdown import csp_breakdown
 from .candidates import SAMPLES_FILE, draw_candidates
 from .settings import BenchmarkSampling
+from .stats import wilson_interval
 from .targets import load_targets, model_info
 
 logger = logging.getLogger(__name__)
@@ -47,19 +49,25 @@ class CSPBenchmarkConfig(BenchmarkSampling):
 
 def csp_prompt_rows(
     targets: pd.DataFrame, representation: str, num_samples: int, spacegroup: bool
-) -> list[dict]:
+) -> tuple[list[dict], list[int | None]]:
     """One sampler request per target: id, material_id, cell composition (as ``representation`` writes the cell)
-    and optionally the space group; targets the representation cannot encode are prompted with their own cell."""
+    and optionally the space group; targets the representation cannot encode are prompted with their own cell.
+    Also each target's space group number (the representation's, else spglib's at symprec 0.1; None: unreadable)."""
     from ..data.build import encode_record
 
-    rows = []
+    rows, numbers = [], []
     for _, t in targets.iterrows():
         enc = encode_record(t["cif"], representation)
         if enc["text"] is None:
             from pymatgen.core import Structure
             from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-            s = Structure.from_str(t["cif"], fmt="cif")
+            try:
+                s = Structure.from_str(t["cif"], fmt="cif")
+            except Exception as exc:  # noqa: BLE001 - an unreadable target is scored unmatched, not sampled for
+                logger.warning("target %s unreadable (%s): no candidates", t["material_id"], exc)
+                numbers.append(None)
+                continue
             composition = " ".join(f"{el.symbol}{int(n)}" for el, n in s.composition.items())
             number = SpacegroupAnalyzer(s, symprec=0.1).get_space_group_number()
             logger.warning(
@@ -76,7 +84,16 @@ def csp_prompt_rows(
         if spacegroup:
             row["spacegroup"] = number
         rows.append(row)
-    return rows
+        numbers.append(int(number))
+    return rows, numbers
+
+
+def spacegroup_label(number: int | None) -> str:
+    from pymatgen.symmetry.groups import SpaceGroup
+
+    if number is None:
+        return "unreadable target"
+    return f"{SpaceGroup.from_int_number(number).symbol} ({number})"
 
 
 def _decoding(cfg: CSPBenchmarkConfig) -> str:
@@ -87,6 +104,13 @@ def _decoding(cfg: CSPBenchmarkConfig) -> str:
         text += (f"; candidates pairwise distinct (StructureMatcher ltol 0.2, stol 0.3, angle 5), duplicates "
                  f"redrawn, at most {cfg.max_draws_per_candidate * k} draws per target")
     return text
+
+
+def _per_target(path: Path, n_values) -> list[dict]:
+    """``csp_targets.csv`` rows in target order, with ``rmse_at_{n}`` a float or None (unmatched)."""
+    frame = pd.read_csv(path, dtype={"material_id": str})
+    return [{f"rmse_at_{n}": None if pd.isna(row[f"rmse_at_{n}"]) else float(row[f"rmse_at_{n}"]) for n in n_values}
+            for _, row in frame.iterrows()]
 
 
 def _safe_id(value) -> str:
@@ -110,7 +134,9 @@ def run_csp_benchmark(
     representation = cfg.representation or info.get("representation") or "wyckoff"
     frame, source = load_targets(targets, split=cfg.split, num_targets=cfg.num_targets)
     frame[["material_id", "cif"]].to_csv(out / TARGETS_FILE, index=False)
-    prompts = csp_prompt_rows(frame, representation, max(cfg.n_values), cfg.spacegroup)
+    prompts, numbers = csp_prompt_rows(frame, representation, max(cfg.n_values), cfg.spacegroup)
+    if not prompts:
+        raise ValueError(f"{targets}: no readable target structure")
     summary = draw_candidates(model, prompts, out, cfg, representation, backend)
     report = run_csp(
         out / SAMPLES_FILE,
@@ -121,9 +147,13 @@ def run_csp_benchmark(
         n_jobs=cfg.n_jobs,
     )
     dataset = cfg.dataset or source.get("dataset")
+    matched = {n: report["metrics"][f"n={n}"]["n_matched"] for n in cfg.n_values}
+    per_target = _per_target(out / "csp" / "csp_targets.csv", cfg.n_values)
     results = {
         "benchmark": "csp",
         "match_rate": {str(n): report[f"match_rate_at_{n}"] for n in cfg.n_values},
+        "match_rate_ci95": {str(n): [round(x, 4) for x in wilson_interval(matched[n], report["n_targets"])]
+                            for n in cfg.n_values},
         "rmse": {str(n): report[f"mean_rmse_at_{n}"] for n in cfg.n_values},
         "counts": {
             "targets": report["n_targets"],
@@ -154,6 +184,8 @@ def run_csp_benchmark(
         "elapsed_s": round(time.time() - started, 1),
     }
     results["curve"] = report["curve"]
+    # by the target's space group (the representation's symmetry): which kinds of target carry the mean RMSE
+    results["by_spacegroup"] = csp_breakdown(per_target, [spacegroup_label(k) for k in numbers], cfg.n_values)
     from ..evaluation.plots import write_csp_curve
 
     results["plot"] = write_csp_curve(out / "match_rate_vs_n.png", report["curve"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .breakdown import breakdown_table
 from .published import CSP_PUBLISHED, CSP_SOURCE, GEN_COLUMNS, GEN_PUBLISHED, SOURCES
 
 
@@ -28,6 +29,10 @@ def csp_table(results: dict, dataset: str | None) -> str:
             )
         lines.append(f"| {name} [{CSP_SOURCE}] | " + " | ".join(cells) + " |")
     c, s, m = results["counts"], results["settings"], results["model"]
+    intervals = results.get("match_rate_ci95") or {}
+    if intervals:
+        lines += ["", "plaid's match rates, 95% Wilson intervals: " + ", ".join(
+            f"n={n} [{100 * lo:.1f}, {100 * hi:.1f}]" for n, (lo, hi) in intervals.items()) + "."]
     lines += [
         "",
         f"plaid: {c['targets']} targets from {results['data']['targets'].get('path')} "
@@ -44,6 +49,11 @@ def csp_table(results: dict, dataset: str | None) -> str:
         f"[{CSP_SOURCE}] {SOURCES[CSP_SOURCE]}. Published models were trained on the full training split and "
         "tested on the full test split; '-' is a number not transcribed here.",
     ]
+    if results.get("by_spacegroup"):
+        lines += ["", "## By the target's space group", "",
+                  *breakdown_table(results["by_spacegroup"], tuple(int(n) for n in ns)), "",
+                  "RMSE: mean over the group's matched targets; share: the group's part of the sum of matched "
+                  "targets' RMSEs whose mean is the reported RMSE."]
     return "\n".join(lines) + "\n"
 
 
