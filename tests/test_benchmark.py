@@ -248,3 +248,17 @@ def test_difference_interval_known_values():
     after = {"counts": {"samples": 70}, "metrics": {"metastable": 56 / 70, "sun": None}}
     (row,) = compare_gen_results(before, after)
     assert row["metric"] == "metastable" and row["difference_ci95"] == (lo, hi)
+
+
+def test_csp_unreadable_target_is_scored_unmatched(tmp_path, targets):
+    """A target whose CIF does not parse gets no prompt, stays in the denominator and is reported as such."""
+    answers, frame = _answers(targets)
+    bad = pd.concat([frame, pd.DataFrame([{"material_id": "broken", "cif": "not a cif"}])], ignore_index=True)
+    path = tmp_path / "with_broken.csv"
+    bad.to_csv(path, index=False)
+    cfg = CSPBenchmarkConfig(n_values=(1, 2), constrained=False, batch_size=1, dataset="perov_5")
+    results = run_csp_benchmark("unused", str(path), tmp_path / "out", cfg, backend=ScriptedBackend(answers))
+    assert results["counts"]["targets"] == 5 and results["counts"]["targets_unreadable"] == 1
+    assert results["match_rate"] == {"1": 0.2, "2": 0.4}  # 1 and 2 of 5 targets
+    assert {"group": "unreadable target", "n_targets": 1}.items() <= next(
+        g for g in results["by_spacegroup"] if g["group"] == "unreadable target").items()
