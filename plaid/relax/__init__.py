@@ -18,7 +18,8 @@ cap ("max_steps", energy kept), the per-structure wall-clock timeout ("timeout")
 (:class:`plaid.io.JsonlWriter`, key ``id``) as soon as it finishes; a re-run skips finished ids.
 """
 
-from .engine import FILTERS, FireParams, Relaxer, get_relaxer, relax_sequential_ase
+from .engine import FILTERS, Relaxer, get_relaxer, relax_sequential_ase
+from .fire import FireParams
 from .models import DEFAULT_ENERGY_SCALES, DEFAULT_M3GNET, CHGNetModel, M3GNetModel, Prediction, load_model
 from .results import FAILED_STATUSES, STATUSES, RelaxResult, StructureExploded
 
