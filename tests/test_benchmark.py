@@ -198,6 +198,17 @@ def test_benchmark_commands_end_to_end_on_a_tiny_model(tmp_path, tiny_model, tar
     assert "CDVAE" in (tmp_path / "gen" / "table.md").read_text()
     valid = round(gen["metrics"]["struct_valid"] * 2)
     assert gen["ci95"]["struct_valid"] == [round(x, 4) for x in wilson_interval(valid, 2)]
+    # COV-R counts the test structures covered, COV-P the samples near one (CDVAE's denominators: all of each)
+    cov = gen["counts"]["coverage"]
+    assert cov["reference_structures"] == len(pd.read_csv(targets)) and cov["samples"] == 2
+    assert gen["metrics"]["cov_recall"] == cov["reference_covered"] / cov["reference_structures"]
+    assert gen["metrics"]["cov_precision"] == cov["samples_precise"] / 2
+    assert gen["ci95"]["cov_recall"] == [
+        round(x, 4) for x in wilson_interval(cov["reference_covered"], cov["reference_structures"])
+    ]
+    assert gen["ci95"]["cov_precision"] == [round(x, 4) for x in wilson_interval(cov["samples_precise"], 2)]
+    table = (tmp_path / "gen" / "table.md").read_text()
+    assert f"COV-R: {cov['reference_covered']} of the {cov['reference_structures']} test structures" in table
 
 
 def test_benchmark_prompts_in_the_style_the_model_was_trained_with(tmp_path):

@@ -58,6 +58,29 @@ def rate_intervals(metrics: dict, n: int | None) -> dict:
     return out
 
 
+def coverage_counts(report: dict) -> dict:
+    """COV-R's and COV-P's numerators and denominators (CDVAE's: all coverage-reference structures, all samples)."""
+    cov = report.get("coverage") or {}
+    if not cov.get("n_reference") and not cov.get("n_generated"):
+        return {}
+    return {
+        "reference_structures": cov.get("n_reference"),
+        "reference_covered": cov.get("n_reference_covered"),
+        "samples": cov.get("n_generated"),
+        "samples_precise": cov.get("n_generated_precise"),
+    }
+
+
+def coverage_intervals(counts: dict) -> dict:
+    """95% Wilson intervals of COV-R (over the reference structures) and COV-P (over the samples)."""
+    out = {}
+    for key, k, n in (("cov_recall", "reference_covered", "reference_structures"),
+                      ("cov_precision", "samples_precise", "samples")):
+        if counts.get(n) and counts.get(k) is not None:
+            out[key] = [round(x, 4) for x in wilson_interval(counts[k], counts[n])]
+    return out
+
+
 # report.json key -> results key (fractions; distances as they are)
 _METRICS = {
     "struct_valid": "struct_valid_rate",
@@ -113,11 +136,12 @@ def run_gen_benchmark(
     )
     report = evaluate(out / SAMPLES_FILE, reference, out / "eval", eval_cfg)
     metrics = {k: report.get(v) for k, v in _METRICS.items()}
+    coverage = coverage_counts(report)
     results = {
         "benchmark": "gen",
         "metrics": metrics,
-        "ci95": rate_intervals(metrics, report.get("n_samples")),
-        "counts": {"samples": report.get("n_samples"), "parsed": summary.get("parsed")},
+        "ci95": {**rate_intervals(metrics, report.get("n_samples")), **coverage_intervals(coverage)},
+        "counts": {"samples": report.get("n_samples"), "parsed": summary.get("parsed"), "coverage": coverage},
         "settings": {
             **asdict(cfg),
             "representation": representation,

@@ -57,6 +57,22 @@ def csp_table(results: dict, dataset: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gen_interval_line(results: dict) -> str:
+    """plaid's rates with their 95% Wilson intervals, and what COV-R / COV-P count."""
+    ci, cov = results.get("ci95") or {}, (results.get("counts") or {}).get("coverage") or {}
+    labels = [("struct_valid", "struct. valid"), ("comp_valid", "comp. valid"), ("cov_recall", "COV-R"),
+              ("cov_precision", "COV-P")]
+    parts = [f"{label} [{100 * ci[k][0]:.2f}, {100 * ci[k][1]:.2f}]" for k, label in labels if k in ci]
+    if not parts:
+        return ""
+    line = "plaid's rates, 95% Wilson intervals: " + ", ".join(parts) + "."
+    if cov.get("reference_structures"):
+        line += (f" COV-R: {cov['reference_covered']} of the {cov['reference_structures']} test structures have a"
+                 f" sample within the cutoffs; COV-P: {cov['samples_precise']} of {cov['samples']} samples lie"
+                 " within them of a test structure.")
+    return line
+
+
 def gen_table(results: dict, dataset: str | None) -> str:
     head = "| model | " + " | ".join(label for _, label in GEN_COLUMNS) + " |"
     lines = [
@@ -84,5 +100,8 @@ def gen_table(results: dict, dataset: str | None) -> str:
     lines += ["", f"plaid: {results['counts']['samples']} samples; {s.get('summary', '')}", ""]
     if shown:
         lines += [f"plaid, beyond the published columns: {shown}.", ""]
+    intervals = gen_interval_line(results)
+    if intervals:
+        lines += [intervals, ""]
     lines += [f"[{k}] {SOURCES[k]}." for k in sorted(cited)]
     return "\n".join(lines) + "\n"
