@@ -64,9 +64,10 @@ def main() -> None:
     for s in structures:
         by_formula[s.composition.reduced_formula].append(s)
     pairs = [v for v in by_formula.values() if len(v) == 2]
-    same = sum(csp_rms(a, [b])[0] is not None for a, b in pairs)
-    swapped = sum(csp_rms(a, [b])[0] is None and (x := exchanged(b)) is not None and csp_rms(a, [x])[0] is not None
-                  for a, b in pairs)
+    matched = [csp_rms(a, [b])[0] is not None for a, b in pairs]
+    same = sum(matched)
+    swapped = sum(not m and (x := exchanged(b)) is not None and csp_rms(a, [x])[0] is not None
+                  for m, (a, b) in zip(matched, pairs))
     print(f"{args.data}: {len(structures)} structures, {len(by_formula)} formulas, {len(pairs)} formulas with two "
           f"structures: {same} the same structure, {swapped} the two cation orderings, "
           f"{len(pairs) - same - swapped} neither")

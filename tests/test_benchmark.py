@@ -208,7 +208,7 @@ def test_benchmark_commands_end_to_end_on_a_tiny_model(tmp_path, tiny_model, tar
     ]
     assert gen["ci95"]["cov_precision"] == [round(x, 4) for x in wilson_interval(cov["samples_precise"], 2)]
     table = (tmp_path / "gen" / "table.md").read_text()
-    assert f"COV-R: {cov['reference_covered']} of the {cov['reference_structures']} test structures" in table
+    assert f"COV-R: {cov['reference_covered']} of the {cov['reference_structures']} structures of test.csv" in table
 
 
 def test_benchmark_prompts_in_the_style_the_model_was_trained_with(tmp_path):

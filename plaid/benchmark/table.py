@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from .breakdown import breakdown_table
 from .published import CSP_PUBLISHED, CSP_SOURCE, GEN_COLUMNS, GEN_PUBLISHED, SOURCES
@@ -67,9 +68,10 @@ def gen_interval_line(results: dict) -> str:
         return ""
     line = "plaid's rates, 95% Wilson intervals: " + ", ".join(parts) + "."
     if cov.get("reference_structures"):
-        line += (f" COV-R: {cov['reference_covered']} of the {cov['reference_structures']} test structures have a"
-                 f" sample within the cutoffs; COV-P: {cov['samples_precise']} of {cov['samples']} samples lie"
-                 " within them of a test structure.")
+        where = Path(str((results.get("settings") or {}).get("coverage_reference", "the coverage reference"))).name
+        line += (f" COV-R: {cov['reference_covered']} of the {cov['reference_structures']} structures of {where} have"
+                 f" a sample within the cutoffs; COV-P: {cov['samples_precise']} of {cov['samples']} samples lie"
+                 " within them of one of those structures.")
     return line
 
 
