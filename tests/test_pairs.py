@@ -51,6 +51,47 @@ def test_tiered_ranks_novel_stable_over_known_stable_over_metastable():
     assert {p["pair_type"] for p in pairs if p["chosen_id"] == "0"} >= {"novel_stable>stable", "novel_stable>bad"}
 
 
+def mlab(i, e_hull, cls=None, novel=None, rep=False, metastable=None, status="ok"):
+    """A label as the M.S.U.N. classes leave it (threshold 0.5 here)."""
+    return Label(sample_id=str(i), prompt="P", text=f"text-{i}", status=status, e_hull=e_hull,
+                 is_metastable=(e_hull is not None and e_hull < 0.5) if metastable is None else metastable,
+                 msun_class=cls, msun_novel=novel, is_msun=rep if cls is not None else False)
+
+
+def test_msun_rewards_each_novel_metastable_class_once_and_rejects_known_ones():
+    labels = [
+        mlab(0, 0.1, cls="0", novel=True, rep=True),    # novel class A, its representative
+        mlab(1, 0.2, cls="0", novel=True),              # A again: neither side
+        mlab(2, 0.3, cls="2", novel=True, rep=True),    # novel class B
+        mlab(3, 0.05, cls="3", novel=False),            # a known structure (diamond), low energy: rejected
+        mlab(4, 0.06, cls="3", novel=False),
+        mlab(5, 0.4, novel=None),                       # metastable, class undecided: neither
+        mlab(6, 1.2), mlab(7, 2.0),                     # unstable: rejected
+        mlab(8, None, status="relax_failed", metastable=False),
+    ]
+    pairs, stats = build_pairs(labels, "msun", ratio=10, threshold=0.5)
+    assert stats["role_counts"] == {"msun": 2, "neither": 2, "known_metastable": 2, "unstable": 2, "bad": 1}
+    assert stats["n_accepted"] == 2 and stats["n_rejected"] == 5
+    got = {(p["chosen_id"], p["rejected_id"]) for p in pairs}
+    assert got == {(c, r) for c in "02" for r in "34678"}
+    assert {p["pair_type"] for p in pairs} == {"msun>known_metastable", "msun>unstable", "msun>bad"}
+    # basic mode on the same labels rewards the known structure: what msun is for
+    basic, _ = build_pairs(labels, "basic", ratio=10, threshold=0.5)
+    assert {"3", "4"} <= {p["chosen_id"] for p in basic}
+
+
+def test_msun_refuses_labels_of_another_threshold_and_labels_without_novelty():
+    at_008 = [mlab(0, 0.3, metastable=False), mlab(1, 1.0, metastable=False)]  # classes computed at 0.08
+    with pytest.raises(PairingError, match="another metastable threshold"):
+        build_pairs(at_008, "msun", threshold=0.5)
+    no_reference = [mlab(0, 0.1, cls="0", novel=None), mlab(1, 1.0)]
+    with pytest.raises(PairingError, match="training reference"):
+        build_pairs(no_reference, "msun", threshold=0.5)
+    nothing_metastable = [mlab(0, 0.9), mlab(1, 1.0)]  # the reference cannot help: nothing to reward
+    with pytest.raises(PairingError, match="no accepted sample"):
+        build_pairs(nothing_metastable, "msun", threshold=0.5)
+
+
 def test_spacegroup_mode_needs_the_requested_group():
     labels = [lab(0, -0.1, sg=221, req=221, prompt="Q"), lab(1, -0.1, sg=99, req=221, prompt="Q"),
               lab(2, 0.5, sg=221, req=221, prompt="Q"), lab(3, -0.1, prompt="U")]
@@ -171,3 +212,38 @@ def test_label_samples_statuses_and_resume(tmp_path, perov_csv, perov_structures
     relaxer._run_batched = no_relaxation  # the cached relaxations must be reused as they are
     again = label_samples(records, tmp_path / "labels", relaxer=relaxer, hull=hull, progress=False)
     assert [lab.to_record() for lab in again] == [lab.to_record() for lab in labels]
+
+
+def test_msun_pairs_end_to_end_from_given_labels(tmp_path):
+    """`plaid pairs --mode msun`: novelty against a real reference through the S.U.N. matcher; the known rock salt
+    (lowest E_hull) is rejected, the novel one is chosen once, its copy is on neither side."""
+    import pandas as pd
+    from datasets import load_from_disk
+    from pymatgen.core import Lattice, Structure
+
+    from plaid.cli import main
+    from plaid.representations import get
+
+    def rocksalt(a, b, x):
+        return Structure.from_spacegroup("Fm-3m", Lattice.cubic(x), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+    nacl, kbr = rocksalt("Na", "Cl", 5.60), rocksalt("K", "Br", 6.60)
+    cscl = Structure(Lattice.cubic(3.4), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    pd.DataFrame({"material_id": ["r0"], "cif": [nacl.to(fmt="cif")]}).to_csv(tmp_path / "ref.csv", index=False)
+    rep = get("wyckoff")
+    cscl2 = Structure(Lattice.cubic(3.5), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    rows = [(nacl, 0.01), (rocksalt("Na", "Cl", 5.64), 0.02), (kbr, 0.1), (rocksalt("K", "Br", 6.64), 0.2),
+            (cscl, 1.0), (cscl2, 2.0)]
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({
+        "sample_id": str(i), "prompt": "P", "text": rep.encode(s), "parsed": True, "cif": s.to(fmt="cif"),
+        "representation": "wyckoff", "e": e}) + "\n" for i, (s, e) in enumerate(rows)))
+    out = tmp_path / "pairs"
+    assert main(["pairs", str(samples), "--out", str(out), "--e-hull-column", "e", "--reference",
+                 str(tmp_path / "ref.csv"), "--mode", "msun", "--threshold", "0.5", "--ratio", "5",
+                 "--test-size", "0"]) == 0
+    report = json.loads((out / "pairs_report.json").read_text())
+    assert report["role_counts"] == {"known_metastable": 2, "msun": 1, "neither": 1, "unstable": 2}
+    got = {(r["chosen_id"], r["rejected_id"], r["pair_type"]) for r in load_from_disk(str(out))["train"]}
+    assert got == {("2", "0", "msun>known_metastable"), ("2", "1", "msun>known_metastable"),
+                   ("2", "4", "msun>unstable"), ("2", "5", "msun>unstable")}

@@ -85,8 +85,10 @@ class AlignConfig:
             raise ValueError(f"mode must be one of {MODES}")
         if self.mode == "spacegroup":
             raise ValueError("mode: spacegroup pairs samples of space-group-conditioned prompts, but the alignment "
-                             "loop samples only the unconditional prompt: use mode basic or tiered, or build "
+                             "loop samples only the unconditional prompt: use mode basic, tiered or msun, or build "
                              "space-group pairs with `plaid sample --prompt-file` + `plaid pairs --mode spacegroup`")
+        if self.mode == "msun" and self.reference is None:
+            raise ValueError("mode: msun needs `reference` (the training set) for the novelty of metastable samples")
         if self.hull is None and self.reference is None:
             raise ValueError("give `hull` (MP hull file) or `reference` (training CSV for an offline hull)")
 

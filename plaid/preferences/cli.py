@@ -27,7 +27,8 @@ def register(subparsers) -> None:
                         "of relaxing")
     p.add_argument("--structure-column", default=None, choices=["gen_str", "cif", "relaxed_cif"],
                    help="PLaID sample CSV: where the structures come from (default gen_str, decoded as wyckoff-plaid)")
-    p.add_argument("--mode", default="basic", choices=["basic", "tiered", "spacegroup"])
+    p.add_argument("--mode", default="basic", choices=["basic", "tiered", "msun", "spacegroup"],
+                   help="basic (PLaID), tiered (PLaID++), msun (novel metastable classes over the rest) or spacegroup")
     p.add_argument("--ratio", type=int, default=3, help="rejected per accepted (PLaID: 3)")
     p.add_argument("--threshold", type=float, default=0.08, help="accepted: E_hull below this (eV/atom)")
     p.add_argument("--stable-threshold", type=float, default=0.0, help="tiered: stable at or below this")
@@ -42,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="torch device of the labelling MLIP (cpu, cuda, cuda:1...)")
     p.add_argument("--hull", default=None, help="MP hull: Matbench Discovery ppd .pkl.gz or MP entries .json.gz")
     p.add_argument("--reference", default=None,
-                   help="training CSV: novelty for --mode tiered, and the offline hull when --hull is not given")
+                   help="training CSV: novelty for --mode tiered/msun, and the offline hull when --hull is not given")
     p.add_argument("--test-size", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--push-to-hub", default=None, metavar="REPO_ID")
@@ -141,7 +142,7 @@ def _check_pairs(args: argparse.Namespace) -> None:
     same_settings(labels_dir / "labeller.json",
                   {"samples": str(Path(args.samples).resolve()), "relaxer": args.relaxer, "model_path": args.model_path,
                    "fmax": args.fmax, "max_steps": args.max_steps, "hull": args.hull,
-                   "reference": args.reference if args.hull is None or args.mode == "tiered" else None},
+                   "reference": args.reference if args.hull is None or args.mode in ("tiered", "msun") else None},
                   f"the labels in {labels_dir}",
                   "re-run with the same labelling options to resume, or give another --labels-dir to start clean")
 

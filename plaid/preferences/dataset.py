@@ -61,7 +61,7 @@ def make_preference_dataset(
 ):
     """Label (or read ``eval_dir`` labels), pair, split and save; returns (DatasetDict, stats).
 
-    Novelty (tiered mode) uses ``reference`` (an already reduced training set) or else reduces ``reference_csv``.
+    Novelty (tiered and msun modes) uses ``reference`` (an already reduced training set) or else reduces ``reference_csv``.
 
     Nothing is written to ``out_dir`` when no pair can be made (``PairingError``)."""
     from datasets import Dataset, DatasetDict, Features, Value

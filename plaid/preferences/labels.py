@@ -15,7 +15,9 @@ Label ``status`` (from ``Outcome.status``):
 - ``unlabelled``: relaxed, but E_hull unknown (the hull lacks an element, ...): never paired, counted.
 
 ``is_novel`` is the novelty of a *stable* sample under the S.U.N. protocol (its relaxed structure's class matches
-no training structure); None for the others and without a training reference. ``spacegroup`` is the relaxed
+no training structure); None for the others and without a training reference. ``msun_class`` / ``msun_novel`` /
+``is_msun``: the same for metastable samples (M.S.U.N.; the representative's sample id, its class's novelty,
+whether this sample is the representative). ``spacegroup`` is the relaxed
 structure's (spglib, symprec 0.1).
 """
 
@@ -45,6 +47,10 @@ class Label:
     is_novel: bool | None = None
     spacegroup: int | None = None  # of the relaxed structure (spglib, symprec 0.1)
     requested_spacegroup: int | None = None
+    is_metastable: bool | None = None  # at the threshold the outcomes were computed with (its M.S.U.N. classes')
+    msun_class: str | None = None
+    msun_novel: bool | None = None
+    is_msun: bool | None = None
 
     @property
     def e_hull_value(self) -> float:
@@ -69,6 +75,10 @@ class Label:
             is_novel=outcome.sun_novel if outcome.is_stable else None,
             spacegroup=outcome.relaxed_spacegroup,
             requested_spacegroup=outcome.requested_spacegroup,
+            is_metastable=outcome.is_metastable,
+            msun_class=outcome.msun_class,
+            msun_novel=outcome.msun_novel,
+            is_msun=outcome.is_msun,
         )
 
 

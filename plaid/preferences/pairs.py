@@ -9,6 +9,12 @@ Modes:
 - ``tiered`` (PLaID++): novel-stable > known-stable > metastable > unstable > bad; each text is paired with
   ``ratio`` texts from lower tiers of the same prompt. Stable = E_hull <= ``stable_threshold`` (0.0), metastable =
   below ``threshold``. Without novelty labels, stable texts form one tier.
+- ``msun`` (M.S.U.N.-aware): accepted = the texts that count toward M.S.U.N. (PLaID++): metastable (E_hull below
+  ``threshold``), relaxed structure of a class that matches no training structure, and that class's representative
+  (each class once); rejected = unstable and bad texts *and* metastable texts of known classes, so a known low-energy
+  structure (diamond among Carbon-24's samples) is not rewarded; further members of an accepted class are neither
+  (they are the same structure as a chosen text). Needs novelty labels (a training reference), computed at the same
+  ``threshold`` (``OutcomeSettings.metastable_threshold``).
 - ``spacegroup``: for prompts that request a space group, chosen = E_hull < ``threshold`` *and* relaxed structure
   in the requested group (spglib, symprec 0.1); rejected = the other texts of that prompt.
 """
@@ -23,7 +29,7 @@ from collections.abc import Sequence
 from ..evaluation.outcome import is_metastable, is_stable
 from .labels import BAD_STATUSES, Label
 
-MODES = ("basic", "tiered", "spacegroup")
+MODES = ("basic", "tiered", "msun", "spacegroup")
 TIER_NAMES = ("novel_stable", "stable", "metastable", "unstable", "bad")
 
 
@@ -52,6 +58,27 @@ def _is_accepted(label: Label, mode: str, threshold: float) -> bool | None:
     if mode == "spacegroup":
         accepted = accepted and label.spacegroup == label.requested_spacegroup
     return accepted
+
+
+def _msun_role(label: Label, threshold: float) -> str | None:
+    """``msun``, ``known_metastable``, ``unstable`` or ``bad`` (the last three rejected); None: neither side
+    (unlabelled, a further member of an accepted class, novelty unknown)."""
+    if label.status in BAD_STATUSES:
+        return "bad"
+    if label.status != "ok":
+        return None
+    metastable = is_metastable(label.e_hull_value, threshold)
+    if label.is_metastable is not None and label.is_metastable != metastable:
+        raise PairingError(
+            f"sample {label.sample_id} (E_hull {label.e_hull}) was labelled with another metastable threshold than "
+            f"{threshold} eV/atom, so its M.S.U.N. class is not this threshold's: relabel with this threshold")
+    if not metastable:
+        return "unstable"
+    if label.msun_class is None or label.msun_novel is None:
+        return None  # the matcher could not decide its class or novelty
+    if not label.msun_novel:
+        return "known_metastable"
+    return "msun" if label.is_msun else None
 
 
 def _pair(chosen: Label, rejected: Label, pair_type: str) -> dict:
@@ -131,6 +158,24 @@ def build_pairs(
                 for rej in _draw(rng, rejected, ratio, cursor, prompt):
                     if rej.text != chosen.text:
                         pairs.append(_pair(chosen, rej, f"accepted>{rej.status if rej.status in BAD_STATUSES else 'rejected'}"))
+    elif mode == "msun":
+        roles_count: Counter = Counter()
+        for prompt, labs in by_prompt.items():
+            roles = [(_msun_role(lab, threshold), lab) for lab in labs]
+            roles_count.update(r or "neither" for r, _ in roles)
+            accepted = [lab for r, lab in roles if r == "msun"]
+            rejected = [(r, lab) for r, lab in roles if r in ("known_metastable", "unstable", "bad")]
+            for chosen in accepted:
+                for r, rej in _draw(rng, rejected, ratio, cursor, prompt):
+                    if rej.text != chosen.text:
+                        pairs.append(_pair(chosen, rej, f"msun>{r}"))
+        metastable = [lab for lab in labels if lab.status == "ok" and is_metastable(lab.e_hull_value, threshold)]
+        if metastable and all(lab.msun_novel is None for lab in metastable):
+            raise PairingError(f"msun mode needs the novelty of metastable samples ({len(metastable)} here have "
+                               f"none): label with a training reference ({_describe(stats)})")
+        stats["role_counts"] = dict(roles_count)
+        n_accepted = roles_count["msun"]
+        n_rejected = roles_count["known_metastable"] + roles_count["unstable"] + roles_count["bad"]
     else:
         use_novelty = any(lab.is_novel is not None for lab in labels)
         stats["novelty_labels"] = use_novelty
