@@ -38,6 +38,11 @@ def test_config_is_strict(tmp_path):
     assert config.temperatures == [0.7, 0.7, 0.9, 0.9, 1.1, 1.1, 1.3] and config.num_samples == 10000
     assert config.relaxer == "m3gnet" and config.relax_max_steps == 500 and config.ratio == 3
     assert config.temperature(9) == 1.3
+    basic = AlignConfig.from_yaml(ROOT / "recipes/configs/carbon_24/align.yaml")
+    msun = AlignConfig.from_yaml(ROOT / "recipes/configs/carbon_24/align_msun.yaml")
+    assert (basic.mode, msun.mode) == ("basic", "msun") and msun.reference == basic.reference
+    differs = {k for k in basic.__dict__ if basic.__dict__[k] != msun.__dict__[k]}
+    assert differs == {"mode", "output_dir"}  # the same samples and labels, only the pairing differs
 
 
 def test_two_iterations_end_to_end_then_resume(tmp_path, sft_adapter, perov_csv, monkeypatch, m3gnet_path):
