@@ -77,6 +77,8 @@ def test_two_iterations_end_to_end_then_resume(tmp_path, sft_adapter, perov_csv,
             assert texts[pair["chosen_id"]] == (pair["prompt"], pair["chosen"])  # the model's own texts
             assert texts[pair["rejected_id"]] == (pair["prompt"], pair["rejected"])
         assert row["n_pairs"] == len(pairs["train"]) > 0
+        tiers = json.loads((d / "pairs.done").read_text())["tier_counts"]  # the tiny config pairs by tiers
+        assert row["n_accepted"] + row["n_rejected"] == sum(tiers.values()) == 10  # tiers pair unstable > bad too
         assert (d / "dpo" / "adapter_model.safetensors").exists()
         run = json.loads((d / "dpo" / "plaid_run.json").read_text())
         assert run["plaid_args"]["sft_adapter"] == row["start_adapter"]  # policy start = frozen reference

@@ -243,8 +243,9 @@ def run_alignment(config: AlignConfig) -> dict:
                 rows.append(row)
                 log.error("iteration %d: %s; stopping", it, exc)
                 break
-            pairs = _mark(d / "pairs.done", {k: stats[k] for k in ("n_pairs", "pair_types", "n_accepted", "n_rejected", "split_counts")})
-        row.update(n_pairs=pairs["n_pairs"], n_accepted=pairs["n_accepted"])
+            kept = ("n_pairs", "pair_types", "n_accepted", "n_rejected", "split_counts", "tier_counts", "role_counts")
+            pairs = _mark(d / "pairs.done", {k: stats[k] for k in kept if k in stats})
+        row.update(n_pairs=pairs["n_pairs"], n_accepted=pairs["n_accepted"], n_rejected=pairs["n_rejected"])
         metrics = _done(d / "metrics.done") or _mark(d / "metrics.done", iteration_metrics(d / "samples.jsonl", d / "labels", labeller, config))
         row.update(metrics)
         dpo = _done(d / "dpo.done") or _mark(d / "dpo.done", dpo_stage(config, adapter, d / "pairs", d / "dpo"))
@@ -266,7 +267,7 @@ def _fmt(value) -> str:
 
 def _write_summary(root: Path, rows: list[dict], config: AlignConfig) -> dict:
     columns = ["iteration", "temperature", "n_samples", "parse_rate", "valid_rate", "metastable_rate", "stable_rate",
-               "sun_rate", "msun_rate", "n_pairs", "rewards/accuracies", "rewards/margins"]
+               "sun_rate", "msun_rate", "n_accepted", "n_rejected", "n_pairs", "rewards/accuracies", "rewards/margins"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
     table = "\n".join(lines)
