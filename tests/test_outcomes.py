@@ -168,7 +168,9 @@ def test_pairs_own_labelling_equals_labels_from_evaluate(mp20, tmp_path, m3gnet_
     mlip = ["--relaxer", "m3gnet", "--max-steps", "3", "--device", "cpu"]
     assert main(["evaluate", str(samples), "--reference", str(root / "train.csv"), "--out", str(tmp_path / "eval"),
                  "--coverage-reference", str(tmp_path / "cov.csv"), "--dataset", "mp_20", "--no-plots",
-                 "--no-crystallm-checks", "--relaxer-model", str(m3gnet_path), *mlip]) == 0
+                 "--no-crystallm-checks", "--relaxer-model", str(m3gnet_path), "--metastable-threshold", "0.5",
+                 *mlip]) == 0
+    # the same settings on both paths: the labels' M.S.U.N. fields are those of the evaluation's metastable threshold
     common = ["--mode", "tiered", "--test-size", "0", "--threshold", "0.5"]
     for args in (["--out", str(tmp_path / "own"), "--reference", str(root / "train.csv"),
                   "--model-path", str(m3gnet_path), *mlip],
