@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 from plaid.evaluation.agreement import relaxer_agreement
+from plaid.io import read_jsonl
 
 
 def _load(directory: Path) -> tuple[list[dict], dict]:
-    outcomes = [json.loads(line) for line in (directory / "outcomes.jsonl").read_text().splitlines() if line.strip()]
-    return outcomes, json.loads((directory / "outcome_settings.json").read_text())
+    return read_jsonl(directory / "outcomes.jsonl"), json.loads((directory / "outcome_settings.json").read_text())
 
 
 def _relaxer(settings: dict) -> str:

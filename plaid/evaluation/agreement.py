@@ -9,16 +9,13 @@ the SFT model's. :func:`relaxer_agreement` measures that from two sets of per-sa
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 from scipy import stats
 
-
-def _finite(x) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x))
+from .outcome import finite
 
 
 def relaxer_agreement(a: Iterable[Mapping], b: Iterable[Mapping]) -> dict:
@@ -36,7 +33,7 @@ def relaxer_agreement(a: Iterable[Mapping], b: Iterable[Mapping]) -> dict:
                          f"only in the second: {only_b[:3]}): evaluate the same sample file twice")
     ids = sorted(by_a)
     pairs = [(by_a[i]["e_hull"], by_b[i]["e_hull"]) for i in ids
-             if _finite(by_a[i].get("e_hull")) and _finite(by_b[i].get("e_hull"))]
+             if finite(by_a[i].get("e_hull")) and finite(by_b[i].get("e_hull"))]
     x = np.array(pairs, dtype=float).reshape(-1, 2)
     correlated = len(x) >= 3 and x[:, 0].std() > 0 and x[:, 1].std() > 0
 
@@ -44,7 +41,7 @@ def relaxer_agreement(a: Iterable[Mapping], b: Iterable[Mapping]) -> dict:
         return sum(bool(records[i].get(key)) for i in ids)
 
     def median(records: dict) -> float | None:
-        values = [records[i]["e_hull"] for i in ids if _finite(records[i].get("e_hull"))]
+        values = [records[i]["e_hull"] for i in ids if finite(records[i].get("e_hull"))]
         return statistics.median(values) if values else None
 
     return {

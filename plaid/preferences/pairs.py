@@ -169,6 +169,7 @@ def build_pairs(
                 for r, rej in _draw(rng, rejected, ratio, cursor, prompt):
                     if rej.text != chosen.text:
                         pairs.append(_pair(chosen, rej, f"msun>{r}"))
+        # after the roles: a label of another threshold is reported as such first
         metastable = [lab for lab in labels if lab.status == "ok" and is_metastable(lab.e_hull_value, threshold)]
         if metastable and all(lab.msun_novel is None for lab in metastable):
             raise PairingError(f"msun mode needs the novelty of metastable samples ({len(metastable)} here have "
